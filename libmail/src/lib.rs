@@ -1,0 +1,6 @@
+#![forbid(unsafe_code)]
+//! What every postfix-rs program shares. Each module is named for what it
+//! is; a program crate holds only what is specific to that program.
+
+pub mod config;
+pub mod error;
