@@ -24,7 +24,7 @@ mod tests {
 
     #[test]
     fn keeps_custom_text() {
-        let err = io::Error::new(io::ErrorKind::Other, "short write");
+        let err = io::Error::other("short write");
         assert_eq!(strerror(&err), "short write");
     }
 }

@@ -2,5 +2,7 @@
 //! What every postfix-rs program shares. Each module is named for what it
 //! is; a program crate holds only what is specific to that program.
 
+pub mod atomic_file;
 pub mod config;
 pub mod error;
+pub mod features;

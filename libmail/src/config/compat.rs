@@ -39,7 +39,9 @@ pub fn is_backwards_compatible(config: &Config) -> Result<bool, ConfigError> {
 
 /// Parameters left at a default that the compatibility level turns into an
 /// old value: (name, value in use). Empty at the current level.
-pub fn backwards_compatible_defaults(config: &Config) -> Result<Vec<(String, String)>, ConfigError> {
+pub fn backwards_compatible_defaults(
+    config: &Config,
+) -> Result<Vec<(String, String)>, ConfigError> {
     let mut out = Vec::new();
     for param in registry::PARAMETERS {
         let DefaultValue::Fixed(default) = param.default else {

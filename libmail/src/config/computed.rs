@@ -93,7 +93,11 @@ fn network(ifa: &InterfaceAddress, style: &str) -> String {
                 "class" => class_prefix(bits),
                 _ => u32::from(mask).count_ones(),
             };
-            let masked = if prefix == 0 { 0 } else { bits & (u32::MAX << (32 - prefix)) };
+            let masked = if prefix == 0 {
+                0
+            } else {
+                bits & (u32::MAX << (32 - prefix))
+            };
             format!("{}/{}", std::net::Ipv4Addr::from(masked), prefix)
         }
         (IpAddr::V6(addr), IpAddr::V6(mask)) => {
@@ -103,7 +107,11 @@ fn network(ifa: &InterfaceAddress, style: &str) -> String {
             } else {
                 u128::from(mask).count_ones()
             };
-            let masked = if prefix == 0 { 0 } else { bits & (u128::MAX << (128 - prefix)) };
+            let masked = if prefix == 0 {
+                0
+            } else {
+                bits & (u128::MAX << (128 - prefix))
+            };
             format!("[{}]/{}", std::net::Ipv6Addr::from(masked), prefix)
         }
         (addr, _) => format!("{addr}"),
@@ -167,7 +175,10 @@ mod tests {
             mynetworks(&a, "class", true, false),
             "127.0.0.0/8 192.0.2.0/24 172.16.0.0/16"
         );
-        assert_eq!(mynetworks(&a, "subnet", false, true), "[::1]/128 [fd00::]/64");
+        assert_eq!(
+            mynetworks(&a, "subnet", false, true),
+            "[::1]/128 [fd00::]/64"
+        );
     }
 
     #[test]

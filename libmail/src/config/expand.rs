@@ -187,7 +187,11 @@ impl Expander<'_> {
     /// `?value`, `?{value}` or `?{value}:{other}`.
     fn if_else(&mut self, inner: &str, arg: &str, cond: bool) -> Result<String, ExpandError> {
         let Some((then, rest)) = braced(arg) else {
-            return if cond { self.text(arg) } else { Ok(String::new()) };
+            return if cond {
+                self.text(arg)
+            } else {
+                Ok(String::new())
+            };
         };
         let other = match rest.strip_prefix(':') {
             None if rest.is_empty() => None,
@@ -358,9 +362,18 @@ mod tests {
         assert_eq!(x(style, &m), "host");
         let old = map(&[("compatibility_level", "0")]);
         assert_eq!(x(style, &old), "subnet");
-        assert_eq!(x("${{$compatibility_level} >=level {3.6} ? {y} : {n}}", &m), "y");
-        assert_eq!(x("${{$compatibility_level} >level {3.6} ? {y} : {n}}", &m), "n");
-        assert_eq!(x("${{$compatibility_level} <=level {3.6.0} ? {y} : {n}}", &m), "y");
+        assert_eq!(
+            x("${{$compatibility_level} >=level {3.6} ? {y} : {n}}", &m),
+            "y"
+        );
+        assert_eq!(
+            x("${{$compatibility_level} >level {3.6} ? {y} : {n}}", &m),
+            "n"
+        );
+        assert_eq!(
+            x("${{$compatibility_level} <=level {3.6.0} ? {y} : {n}}", &m),
+            "y"
+        );
         assert_eq!(x("${{a} == {a} ? {eq} : {ne}}", &m), "eq");
         assert_eq!(x("${{a} != {a} ? {eq} : {ne}}", &m), "ne");
         assert_eq!(x("${{10} < {9} ? {lt} : {ge}}", &m), "ge");

@@ -130,7 +130,11 @@ pub fn edit(path: &Path, text: &str, edits: &[(String, Edit)]) -> (String, Vec<W
     let mut warnings = Vec::new();
     for (name, _) in edits {
         if seen.get(name).is_some_and(|&n| n > 1) {
-            warnings.push(format!("{}: multiple entries for \"{}\"", path.display(), name));
+            warnings.push(format!(
+                "{}: multiple entries for \"{}\"",
+                path.display(),
+                name
+            ));
         }
     }
     (out, warnings)
@@ -202,8 +206,10 @@ mod tests {
     }
 
     fn run(text: &str, edits: &[(&str, Edit)]) -> (String, Vec<String>) {
-        let edits: Vec<(String, Edit)> =
-            edits.iter().map(|(n, e)| (n.to_string(), e.clone())).collect();
+        let edits: Vec<(String, Edit)> = edits
+            .iter()
+            .map(|(n, e)| (n.to_string(), e.clone()))
+            .collect();
         edit(Path::new("main.cf"), text, &edits)
     }
 

@@ -200,18 +200,22 @@ impl MasterEntry {
             }
             line.push_str(field);
         }
+        self.append_args(line, fold)
+    }
+
+    /// `prefix` followed by the command and its arguments, folded like
+    /// `postconf -Mf` when asked (`postconf -Ff` shows the command so).
+    pub fn command_with_prefix(&self, prefix: &str, fold: bool) -> String {
+        self.append_args(format!("{prefix}{}", self.command), fold)
+    }
+
+    fn append_args(&self, first: String, fold: bool) -> String {
         let args = self.printable_args();
-        if !fold {
-            for arg in args {
-                line.push(' ');
-                line.push_str(&arg);
-            }
-            return line;
-        }
-        let mut lines = vec![line];
+        let mut lines = vec![first];
         for arg in args {
             let last = lines.last_mut().expect("at least one line");
-            if arg.starts_with("-o ") || last.len() + 1 + arg.len() > 80 {
+            // master.cf lines stay under 80 columns (parameters may reach 80).
+            if fold && (arg.starts_with("-o ") || last.len() + 1 + arg.len() >= 80) {
                 lines.push(format!("    {arg}"));
             } else {
                 last.push(' ');
@@ -335,8 +339,8 @@ pub fn parse_entry(line: &str, number: usize) -> Result<MasterEntry, String> {
     if words.len() < 8 {
         return Err("bad field count".to_string());
     }
-    let kind = ServiceType::parse(&words[1])
-        .ok_or_else(|| format!("bad transport type: {}", words[1]))?;
+    let kind =
+        ServiceType::parse(&words[1]).ok_or_else(|| format!("bad transport type: {}", words[1]))?;
     for (i, name) in ["private", "unpriv", "chroot"].iter().enumerate() {
         let value = &words[2 + i];
         if !matches!(value.as_str(), "y" | "n" | "-") {
@@ -346,7 +350,9 @@ pub fn parse_entry(line: &str, number: usize) -> Result<MasterEntry, String> {
     let wakeup = &words[5];
     let digits = wakeup.strip_suffix('?').unwrap_or(wakeup);
     if wakeup != "-" && digits.parse::<u32>().is_err() {
-        return Err(format!("bad wakeup field: \"{wakeup}\" (specify N, N? or -)"));
+        return Err(format!(
+            "bad wakeup field: \"{wakeup}\" (specify N, N? or -)"
+        ));
     }
     let maxproc = &words[6];
     if maxproc != "-" && maxproc.parse::<u32>().is_err() {
@@ -400,7 +406,10 @@ const TRANSPORT_PARAMETERS: [(&str, &str); 16] = [
         "destination_concurrency_failed_cohort_limit",
         "$default_destination_concurrency_failed_cohort_limit",
     ),
-    ("destination_concurrency_limit", "$default_destination_concurrency_limit"),
+    (
+        "destination_concurrency_limit",
+        "$default_destination_concurrency_limit",
+    ),
     (
         "destination_concurrency_negative_feedback",
         "$default_destination_concurrency_negative_feedback",
@@ -410,9 +419,15 @@ const TRANSPORT_PARAMETERS: [(&str, &str); 16] = [
         "$default_destination_concurrency_positive_feedback",
     ),
     ("destination_rate_delay", "$default_destination_rate_delay"),
-    ("destination_recipient_limit", "$default_destination_recipient_limit"),
+    (
+        "destination_recipient_limit",
+        "$default_destination_recipient_limit",
+    ),
     ("extra_recipient_limit", "$default_extra_recipient_limit"),
-    ("initial_destination_concurrency", "$initial_destination_concurrency"),
+    (
+        "initial_destination_concurrency",
+        "$initial_destination_concurrency",
+    ),
     ("minimum_delivery_slots", "$default_minimum_delivery_slots"),
     ("recipient_limit", "$default_recipient_limit"),
     ("recipient_refill_delay", "$default_recipient_refill_delay"),
@@ -636,17 +651,32 @@ maildrop  unix  -       n       n       -       -       pipe
         let cases = [
             ("smtp inet n - y - -", "bad field count"),
             ("smtp tcp n - y - - smtpd", "bad transport type: tcp"),
-            ("smtp inet x - y - - smtpd", "bad private field: \"x\" (specify y, n or -)"),
-            ("smtp inet n - y 5s - smtpd", "bad wakeup field: \"5s\" (specify N, N? or -)"),
-            ("smtp inet n - y - many smtpd", "bad maxproc field: \"many\" (specify N or -)"),
-            ("a:b:c inet n - y - - smtpd", "bad inet service address: \"a:b:c\""),
+            (
+                "smtp inet x - y - - smtpd",
+                "bad private field: \"x\" (specify y, n or -)",
+            ),
+            (
+                "smtp inet n - y 5s - smtpd",
+                "bad wakeup field: \"5s\" (specify N, N? or -)",
+            ),
+            (
+                "smtp inet n - y - many smtpd",
+                "bad maxproc field: \"many\" (specify N or -)",
+            ),
+            (
+                "a:b:c inet n - y - - smtpd",
+                "bad inet service address: \"a:b:c\"",
+            ),
             ("x unix n - y - - cmd { unclosed", "missing '}'"),
         ];
         for (line, want) in cases {
             assert_eq!(parse_entry(line, 1).unwrap_err(), want, "{line}");
         }
         let err = MasterCf::parse(Path::new("/e/master.cf"), "# c\nsmtp inet n\n").unwrap_err();
-        assert_eq!(err.to_string(), "file /e/master.cf: line 2: bad field count");
+        assert_eq!(
+            err.to_string(),
+            "file /e/master.cf: line 2: bad field count"
+        );
     }
 
     #[test]
@@ -675,7 +705,10 @@ maildrop  unix  -       n       n       -       -       pipe
         assert_eq!(set.overrides(), vec![("syslog_name".into(), "x".into())]);
         let added = relay.with_override("smtp_helo_timeout", Some("5"));
         assert_eq!(added.overrides().len(), 2);
-        assert!(relay.with_override("syslog_name", None).overrides().is_empty());
+        assert!(relay
+            .with_override("syslog_name", None)
+            .overrides()
+            .is_empty());
     }
 
     #[test]
@@ -683,7 +716,10 @@ maildrop  unix  -       n       n       -       -       pipe
         let edits = vec![
             ("relay/unix".to_string(), LineEdit::Remove),
             ("pickup/unix".to_string(), LineEdit::CommentOut),
-            ("new/unix".to_string(), LineEdit::Replace("new unix - - n - - x".into())),
+            (
+                "new/unix".to_string(),
+                LineEdit::Replace("new unix - - n - - x".into()),
+            ),
             ("gone/inet".to_string(), LineEdit::Remove),
         ];
         let (out, unmatched) = edit(SAMPLE, &edits);

@@ -29,6 +29,22 @@ pub use param::{DefaultValue, Param, ParamType};
 /// Where main.cf and master.cf live unless `-c` or MAIL_CONFIG say otherwise.
 pub const DEFAULT_CONFIG_DIRECTORY: &str = "/etc/postfix";
 
+/// Parameters that the program using them expands itself, with values
+/// known only per message or per recipient (`$home`, `$recipient`,
+/// `$rbl_code`...): they are never expanded from main.cf, and `postconf -x`
+/// shows them as written.
+pub const RAW_PARAMETERS: [&str; 9] = [
+    "command_execution_directory",
+    "default_rbl_reply",
+    "forward_path",
+    "luser_relay",
+    "mailbox_command",
+    "postscreen_expansion_filter",
+    "postscreen_reject_footer",
+    "smtpd_expansion_filter",
+    "smtpd_reject_footer",
+];
+
 /// The version this implementation is compatible with, and its own.
 pub fn mail_version() -> String {
     format!("3.7.0-rs{}", env!("CARGO_PKG_VERSION"))
@@ -176,7 +192,10 @@ impl Config {
 
     /// Whether `name` is set explicitly (main.cf or override).
     pub fn is_explicit(&self, name: &str) -> bool {
-        matches!(self.source(name), Some(Source::Override | Source::MainCf(_)))
+        matches!(
+            self.source(name),
+            Some(Source::Override | Source::MainCf(_))
+        )
     }
 
     /// The explicit value, without defaults.
@@ -202,7 +221,9 @@ impl Config {
     fn computed_default(&self, name: &str) -> String {
         match name {
             "myhostname" => {
-                let explicit = self.explicit_raw("mydomain").map(|_| self.get_lossy("mydomain"));
+                let explicit = self
+                    .explicit_raw("mydomain")
+                    .map(|_| self.get_lossy("mydomain"));
                 computed::myhostname(&computed::system_host_name(), explicit.as_deref())
             }
             "mydomain" => computed::mydomain(&self.get_lossy("myhostname")),
@@ -234,11 +255,15 @@ impl Config {
         }
     }
 
-    /// The fully expanded value of a parameter; `None` if it is undefined.
+    /// The fully expanded value of a parameter (as written for the
+    /// `RAW_PARAMETERS`); `None` if it is undefined.
     pub fn get(&self, name: &str) -> Result<Option<String>, ConfigError> {
         let Some(raw) = self.raw(name) else {
             return Ok(None);
         };
+        if RAW_PARAMETERS.contains(&name) {
+            return Ok(Some(raw.into_owned()));
+        }
         Ok(Some(self.expand(&raw)?.value))
     }
 
@@ -328,9 +353,11 @@ impl Config {
     /// restriction class.
     pub fn referenced_names(&self, extra_values: &[String]) -> BTreeSet<String> {
         let mut names = BTreeSet::new();
+        // A raw parameter's `$names` belong to its program, not main.cf.
         let values = self
             .definitions
             .iter()
+            .filter(|d| !RAW_PARAMETERS.contains(&d.name.as_str()))
             .map(|d| d.value.as_str())
             .chain(self.overrides.values().map(String::as_str))
             .chain(extra_values.iter().map(String::as_str));
@@ -399,14 +426,39 @@ mod tests {
     #[test]
     fn seed_parameters_are_known() {
         for name in [
-            "inet_protocols", "inet_interfaces", "myhostname", "mydomain", "myorigin",
-            "mydestination", "mynetworks", "relay_domains", "message_size_limit",
-            "mailbox_size_limit", "show_user_unknown_table_name", "bounce_queue_lifetime",
-            "maximal_queue_lifetime", "home_mailbox", "mailbox_command", "alias_maps",
-            "alias_database", "config_directory", "command_directory", "daemon_directory",
-            "data_directory", "html_directory", "mail_owner", "mailq_path", "manpage_directory",
-            "newaliases_path", "queue_directory", "readme_directory", "sendmail_path",
-            "setgid_group", "maillog_file", "relayhost", "transport_maps",
+            "inet_protocols",
+            "inet_interfaces",
+            "myhostname",
+            "mydomain",
+            "myorigin",
+            "mydestination",
+            "mynetworks",
+            "relay_domains",
+            "message_size_limit",
+            "mailbox_size_limit",
+            "show_user_unknown_table_name",
+            "bounce_queue_lifetime",
+            "maximal_queue_lifetime",
+            "home_mailbox",
+            "mailbox_command",
+            "alias_maps",
+            "alias_database",
+            "config_directory",
+            "command_directory",
+            "daemon_directory",
+            "data_directory",
+            "html_directory",
+            "mail_owner",
+            "mailq_path",
+            "manpage_directory",
+            "newaliases_path",
+            "queue_directory",
+            "readme_directory",
+            "sendmail_path",
+            "setgid_group",
+            "maillog_file",
+            "relayhost",
+            "transport_maps",
         ] {
             assert!(builtin(name).is_some(), "{name}");
         }
@@ -452,8 +504,16 @@ mod tests {
         assert_eq!(new.get("mynetworks_style").unwrap().unwrap(), "host");
         assert_eq!(new.get("relay_domains").unwrap().unwrap(), "");
         assert!(new.bool("smtputf8_enable").unwrap());
-        assert!(new.get("mynetworks").unwrap().unwrap().contains("127.0.0.1/32"));
-        assert!(old.get("mynetworks").unwrap().unwrap().contains("127.0.0.0/8"));
+        assert!(new
+            .get("mynetworks")
+            .unwrap()
+            .unwrap()
+            .contains("127.0.0.1/32"));
+        assert!(old
+            .get("mynetworks")
+            .unwrap()
+            .unwrap()
+            .contains("127.0.0.0/8"));
     }
 
     #[test]
@@ -487,6 +547,20 @@ mod tests {
     }
 
     #[test]
+    fn raw_parameters_stay_unexpanded() {
+        let c = cfg("mailbox_command = /usr/bin/procmail -a \"$EXTENSION\"\n");
+        assert_eq!(
+            c.get("mailbox_command").unwrap().unwrap(),
+            "/usr/bin/procmail -a \"$EXTENSION\""
+        );
+        assert!(c
+            .get("forward_path")
+            .unwrap()
+            .unwrap()
+            .starts_with("$home/"));
+    }
+
+    #[test]
     fn loops_surface_as_errors() {
         let c = cfg("myhostname = $mydomain\nmydomain = $myhostname\n");
         assert!(matches!(
@@ -497,9 +571,10 @@ mod tests {
 
     #[test]
     fn references_make_user_parameters_used() {
-        let c = cfg("mine = x\nunused = y\nmyorigin = $mine\nsmtpd_restriction_classes = cls\ncls = reject\n");
+        let c = cfg("mine = x\nunused = y\nmyorigin = $mine\nsmtpd_restriction_classes = cls\ncls = reject\nmailbox_command = x $EXTENSION\n");
         let used = c.referenced_names(&[]);
         assert!(used.contains("mine") && used.contains("cls"));
+        assert!(!used.contains("EXTENSION"));
         assert!(!used.contains("unused"));
         let all = c.all_names(&used);
         assert!(all.contains("mine") && !all.contains("unused"));

@@ -34,7 +34,9 @@ pub fn parse_size(name: &str, value: &str) -> Result<u64, String> {
 /// a bare number is in `unit`.
 pub fn parse_time(name: &str, value: &str, unit: char) -> Result<u64, String> {
     let bad = || format!("bad time value or unit: {name} = {value}");
-    let digits = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let digits = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
     if digits == 0 {
         return Err(bad());
     }
@@ -87,30 +89,50 @@ pub fn split_list(value: &str) -> Vec<&str> {
 const CHOICES: &[(&str, &[&str], bool)] = &[
     ("inet_protocols", &["all", "ipv4", "ipv6"], true),
     ("mynetworks_style", &["host", "subnet", "class"], false),
-    ("mailbox_delivery_lock", &["flock", "fcntl", "dotlock"], true),
+    (
+        "mailbox_delivery_lock",
+        &["flock", "fcntl", "dotlock"],
+        true,
+    ),
     (
         "notify_classes",
         &[
-            "2bounce", "bounce", "data", "delay", "policy", "protocol", "resource",
-            "software",
+            "2bounce", "bounce", "data", "delay", "policy", "protocol", "resource", "software",
         ],
         true,
     ),
-    ("smtpd_tls_security_level", &["", "none", "may", "encrypt"], false),
+    (
+        "smtpd_tls_security_level",
+        &["", "none", "may", "encrypt"],
+        false,
+    ),
     (
         "smtp_tls_security_level",
         &[
-            "", "none", "may", "encrypt", "dane", "dane-only", "fingerprint", "verify", "secure",
+            "",
+            "none",
+            "may",
+            "encrypt",
+            "dane",
+            "dane-only",
+            "fingerprint",
+            "verify",
+            "secure",
         ],
         false,
     ),
-    ("smtpd_forbid_bare_newline", &["yes", "no", "normalize", "reject"], false),
+    (
+        "smtpd_forbid_bare_newline",
+        &["yes", "no", "normalize", "reject"],
+        false,
+    ),
 ];
 
 /// Checks a value against its parameter's type and word set. Words are
 /// case-sensitive, as in Postfix (`IPv4` is not an inet_protocols value).
 pub fn check(name: &str, kind: ParamType, value: &str) -> Result<(), String> {
-    if let Some((_, words, is_list)) = CHOICES.iter().find(|(n, w, _)| *n == name && !w.is_empty()) {
+    if let Some((_, words, is_list)) = CHOICES.iter().find(|(n, w, _)| *n == name && !w.is_empty())
+    {
         return check_words(name, value, words, *is_list);
     }
     if name == "compatibility_level" {

@@ -1,0 +1,12 @@
+//! What this build implements, for `postconf -m`, `-a` and `-A`. A table
+//! type or SASL plugin is listed here by the change that makes it work, so
+//! these lists never promise more than the programs do.
+
+/// Lookup table types (`type:name` in main.cf).
+pub const TABLE_TYPES: &[&str] = &[];
+
+/// SASL server plugin types (smtpd_sasl_type).
+pub const SASL_SERVER_TYPES: &[&str] = &[];
+
+/// SASL client plugin types (smtp_sasl_type).
+pub const SASL_CLIENT_TYPES: &[&str] = &[];
