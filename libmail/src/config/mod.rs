@@ -12,6 +12,7 @@ pub mod edit;
 pub mod error;
 pub mod expand;
 pub mod main_cf;
+pub mod manpage;
 pub mod master_cf;
 pub mod param;
 pub mod registry;

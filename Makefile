@@ -1,0 +1,82 @@
+# postfix-rs: build, install and test.
+#
+#   make                      build everything (release), and the generated man pages
+#   make install              install, asking the same questions as Postfix
+#   make install install_root=/tmp/x ...
+#                             install without questions; any of the 15
+#                             installation parameters may be given this way
+#   make package              build a package tree (asks, like make install)
+#   make non-interactive-package install_root=/tmp/pkg ...
+#                             the same for scripts: no questions
+#   make test                 everything CI runs (installs missing tools first)
+#   make clean                remove what the build made
+
+CARGO  ?= cargo
+PYTHON ?= python3
+SHELL  := /bin/bash
+
+INSTALL_PARAMS := install_root tempdir config_directory command_directory \
+	daemon_directory data_directory html_directory mail_owner mailq_path \
+	manpage_directory newaliases_path queue_directory readme_directory \
+	sendmail_path setgid_group
+
+# 'name=value' for each installation parameter given on make's command line
+# (and only those: a variable that happens to be in the environment is not
+# an answer to an install question).
+INSTALL_ARGS = $(strip $(foreach p,$(INSTALL_PARAMS),\
+	$(if $(filter command line,$(origin $(p))),'$(p)=$($(p))')))
+
+POSTCONF5 := target/man/man5/postconf.5
+
+.PHONY: all install package non-interactive-package need-install-root \
+	test test-tools clean
+
+all:
+	$(CARGO) build --release --workspace
+	@mkdir -p $(dir $(POSTCONF5))
+	$(CARGO) run --release -q -p libmail --example postconf5 > $(POSTCONF5).tmp \
+		|| { rm -f $(POSTCONF5).tmp; exit 1; }
+	mv -f $(POSTCONF5).tmp $(POSTCONF5)
+
+install: all
+	bash ./postfix-install $(INSTALL_ARGS)
+
+package: all
+	bash ./postfix-install -package $(INSTALL_ARGS)
+
+# Checked before building, so a forgotten install_root fails at once.
+non-interactive-package: need-install-root all
+	bash ./postfix-install -non-interactive -package $(INSTALL_ARGS)
+
+need-install-root:
+	@test -n "$(filter command line,$(origin install_root))" || \
+		{ echo "make $(MAKECMDGOALS): give install_root=/some/dir" >&2; exit 1; }
+
+test: test-tools
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace --release
+	$(MAKE) all
+	$(PYTHON) -m pytest -q tests/
+
+# What the tests need on a fresh Debian 12 machine, run as root without a
+# terminal.  Each tool is installed only when missing: pip first (the
+# machine's Python), then Debian's packages (for a system Python that pip
+# may not touch).  The braces keep "check || install" from running the
+# install after a successful check.
+apt_install = { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); }
+export PIP_ROOT_USER_ACTION := ignore
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+test-tools:
+	@command -v $(PYTHON) >/dev/null || $(call apt_install,python3)
+	@$(PYTHON) -c 'import pytest, pexpect' 2>/dev/null \
+		|| $(PYTHON) -m pip install -q pytest pexpect \
+		|| $(call apt_install,python3-pytest python3-pexpect)
+	@command -v useradd >/dev/null || $(call apt_install,passwd)
+	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+clean:
+	$(CARGO) clean
+	rm -rf .pytest_cache tests/__pycache__
