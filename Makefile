@@ -8,6 +8,7 @@
 #   make package              build a package tree (asks, like make install)
 #   make non-interactive-package install_root=/tmp/pkg ...
 #                             the same for scripts: no questions
+#   make demo                 install into ./demo and show the configuration tools
 #   make test                 everything CI runs (installs missing tools first)
 #   make clean                remove what the build made
 
@@ -28,7 +29,7 @@ INSTALL_ARGS = $(strip $(foreach p,$(INSTALL_PARAMS),\
 
 POSTCONF5 := target/man/man5/postconf.5
 
-.PHONY: all install package non-interactive-package need-install-root \
+.PHONY: all demo install package non-interactive-package need-install-root \
 	test test-tools clean
 
 all:
@@ -80,3 +81,7 @@ test-tools:
 clean:
 	$(CARGO) clean
 	rm -rf .pytest_cache tests/__pycache__
+
+# The README's first command: install into ./demo and show postconf at work.
+demo: all
+	bash scripts/demo.sh

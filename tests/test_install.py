@@ -204,8 +204,11 @@ def test_make_install_passes_command_line_variables(built, tmp_path):
     """`make install name=value` hands exactly the given parameters to the
     installer (make -n: show, do not build)."""
     env = dict(os.environ, mail_owner="from-environment")
+    # Run as a top-level make even when the tests run under "make test".
+    for name in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS"):
+        env.pop(name, None)
     result = subprocess.run(
-        ["make", "-n", "install", f"install_root={tmp_path}/x", "queue_directory=/q"],
+        ["make", "--no-print-directory", "-n", "install", f"install_root={tmp_path}/x", "queue_directory=/q"],
         cwd=built, env=env, capture_output=True, text=True, check=True,
     )
     last = result.stdout.strip().splitlines()[-1]

@@ -143,6 +143,23 @@ pub fn warn(text: impl std::fmt::Display) {
     eprintln!("postconf: warning: {text}");
 }
 
+/// Rewrites an existing configuration file in place, atomically; a
+/// missing file is an error, as Postfix's postconf reports it.
+pub fn rewrite_existing(
+    path: &std::path::Path,
+    edit: impl FnOnce(&[u8]) -> Vec<u8>,
+) -> Result<(), String> {
+    if let Err(source) = std::fs::metadata(path) {
+        let err = libmail::config::ConfigError::Io {
+            op: "open",
+            path: path.to_path_buf(),
+            source,
+        };
+        return Err(err.to_string());
+    }
+    libmail::atomic_file::update(path, |old| Ok(edit(old))).map_err(|e| e.to_string())
+}
+
 fn list(items: &[&str]) -> Result<(), String> {
     for item in items {
         println!("{item}");

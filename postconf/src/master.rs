@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use libmail::atomic_file;
 use libmail::config::edit::LineEdit;
+use libmail::config::main_cf;
 use libmail::config::master_cf::{self, MasterCf, MasterEntry, FIELD_NAMES};
-use libmail::config::{config_directory, Config, ConfigError};
+use libmail::config::{config_directory, Config};
 
 use crate::output;
 use crate::{warn, Options};
@@ -219,22 +219,27 @@ fn entry_edit(options: &Options, arg: &str) -> Result<(String, LineEdit), String
 }
 
 fn write(path: &Path, edits: &[(String, LineEdit)]) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|source| {
-        ConfigError::Io {
-            op: "open",
-            path: path.to_path_buf(),
-            source,
+    let exact = |text: &str| main_cf::to_bytes_exact(text.as_bytes());
+    let edits: Vec<(String, LineEdit)> = edits
+        .iter()
+        .map(|(key, edit)| {
+            let edit = match edit {
+                LineEdit::Replace(text) => LineEdit::Replace(exact(text)),
+                other => other.clone(),
+            };
+            (exact(key), edit)
+        })
+        .collect();
+    crate::rewrite_existing(path, |old| {
+        let (new_text, unmatched) = master_cf::edit(&main_cf::to_bytes_exact(old), &edits);
+        for key in unmatched {
+            let appended = edits
+                .iter()
+                .any(|(k, e)| *k == key && matches!(e, LineEdit::Replace(_)));
+            if !appended {
+                warn(format!("unmatched request: \"{key}\""));
+            }
         }
-        .to_string()
-    })?;
-    let (new_text, unmatched) = master_cf::edit(&text, edits);
-    for key in unmatched {
-        let appended = edits
-            .iter()
-            .any(|(k, e)| *k == key && matches!(e, LineEdit::Replace(_)));
-        if !appended {
-            warn(format!("unmatched request: \"{key}\""));
-        }
-    }
-    atomic_file::replace(path, new_text.as_bytes()).map_err(|e| e.to_string())
+        main_cf::from_bytes_exact(&new_text)
+    })
 }

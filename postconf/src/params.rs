@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use libmail::atomic_file;
 use libmail::config::main_cf::{self, Edit};
 use libmail::config::master_cf::MasterCf;
 use libmail::config::{
@@ -220,20 +219,14 @@ fn edit(options: &Options, path: &Path) -> Result<(), String> {
         }
         edits.push(edit);
     }
-    let text = std::fs::read_to_string(path).map_err(|source| {
-        ConfigError::Io {
-            op: "open",
-            path: path.to_path_buf(),
-            source,
-        }
-        .to_string()
-    })?;
-    let (new_text, warnings) = main_cf::edit(path, &text, &edits);
-    for warning in warnings {
-        warn(warning);
-    }
     warn_bad_values(&edits);
-    atomic_file::replace(path, new_text.as_bytes()).map_err(|e| e.to_string())
+    crate::rewrite_existing(path, |old| {
+        let (new, warnings) = main_cf::edit_bytes(path, old, &edits);
+        for warning in warnings {
+            warn(warning);
+        }
+        new
+    })
 }
 
 /// A typed value that will not work is written anyway (the administrator

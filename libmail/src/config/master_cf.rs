@@ -446,12 +446,12 @@ impl MasterCf {
     /// Reads `DIR/master.cf`.
     pub fn load(dir: &Path) -> Result<MasterCf, ConfigError> {
         let path = dir.join("master.cf");
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+        let bytes = std::fs::read(&path).map_err(|source| ConfigError::Io {
             op: "open",
             path: path.clone(),
             source,
         })?;
-        MasterCf::parse(&path, &text)
+        MasterCf::parse(&path, &super::main_cf::decode(&bytes))
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<MasterCf, ConfigError> {

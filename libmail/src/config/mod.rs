@@ -99,12 +99,12 @@ impl Config {
     pub fn load(explicit_dir: Option<&Path>) -> Result<Config, ConfigError> {
         let (dir, explicit) = config_directory(explicit_dir);
         let path = dir.join("main.cf");
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+        let bytes = std::fs::read(&path).map_err(|source| ConfigError::Io {
             op: "open",
             path: path.clone(),
             source,
         })?;
-        let mut config = Config::from_text(&dir, &text)?;
+        let mut config = Config::from_text(&dir, &main_cf::decode(&bytes))?;
         if explicit {
             config.set_override("config_directory", &dir.to_string_lossy());
         }

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# demo.sh: what "make demo" shows. Installs postfix-rs into ./demo (fresh
+# each time) and walks through the configuration steps of an install guide
+# with the installed postconf. As root the install is a package tree (no
+# accounts needed); as anybody else it is an unprivileged install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEMO=$PWD/demo
+
+step() {
+    printf '\n\033[1m$ %s\033[0m\n' "$*"
+    "$@" 2>&1 || true
+}
+
+rm -rf "$DEMO"
+mkdir -p "$DEMO"
+if [ "$(id -u)" -eq 0 ]; then
+    ./postfix-install -non-interactive -package "install_root=$DEMO" "tempdir=$DEMO" >/dev/null
+else
+    ./postfix-install -non-interactive "install_root=$DEMO" "tempdir=$DEMO" >/dev/null
+fi
+CONF=$DEMO/etc/postfix
+postconf() { "$DEMO/usr/sbin/postconf" -c "$CONF" "$@"; }
+
+echo "postfix-rs is installed in $DEMO (configuration in $CONF)."
+step postconf -n
+step postconf -e 'myhostname = mail.example.com' 'inet_interfaces = loopback-only'
+step postconf -x myhostname mydomain myorigin mydestination
+step postconf -d mynetworks_style
+step postconf -x mynetworks_style mynetworks
+echo
+echo "# A mistake from an install guide: the protocol names are lower case."
+step postconf -e inet_protocols=IPv4
+step postconf inet_protocols
+step postconf -e inet_protocols=ipv4
+step postconf -Mf smtp/inet qmgr
+step postconf -Pe 'submission/inet/syslog_name=postfix/submission'
+step grep -n '^inet_protocols\|^myhostname' "$CONF/main.cf"
+cat <<TXT
+
+Try more:  $DEMO/usr/sbin/postconf -c $CONF -n
+           man -l $DEMO/usr/local/man/man5/postconf.5
+The mail daemons (master, smtpd, qmgr, local...) are not built yet;
+"make demo" will start a real mail system once they are.
+TXT
