@@ -75,6 +75,11 @@ test-tools:
 		|| $(PYTHON) -m pip install -q pytest pexpect \
 		|| $(call apt_install,python3-pytest python3-pexpect)
 	@command -v useradd >/dev/null || $(call apt_install,passwd)
+	@# Debian's Postfix, only as the reference the postconf tests compare
+	@# against ("No configuration": it is installed, never started).
+	@dpkg -s postfix >/dev/null 2>&1 || { \
+		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+		$(call apt_install,postfix); }
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
 

@@ -7,8 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO=$PWD/demo
 
+# Shows a command as one would type it, then runs it.
 step() {
-    printf '\n\033[1m$ %s\033[0m\n' "$*"
+    local arg shown=
+    for arg in "$@"; do
+        if [[ $arg =~ [^A-Za-z0-9_./=:@%+,-] ]]; then shown+=" '$arg'"; else shown+=" $arg"; fi
+    done
+    printf '\n$%s\n' "$shown"
     "$@" 2>&1 || true
 }
 
@@ -34,7 +39,10 @@ step postconf -e inet_protocols=IPv4
 step postconf inet_protocols
 step postconf -e inet_protocols=ipv4
 step postconf -Mf smtp/inet qmgr
-step postconf -Pe 'submission/inet/syslog_name=postfix/submission'
+step postconf -Me 'submission/inet = submission inet n - n - - smtpd'
+step postconf -Pe 'submission/inet/syslog_name=postfix/submission' \
+    'submission/inet/smtpd_tls_security_level=encrypt'
+step postconf -Mf submission
 step grep -n '^inet_protocols\|^myhostname' "$CONF/main.cf"
 cat <<TXT
 

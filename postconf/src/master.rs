@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use libmail::config::edit::LineEdit;
-use libmail::config::main_cf;
 use libmail::config::master_cf::{self, MasterCf, MasterEntry, FIELD_NAMES};
 use libmail::config::{config_directory, Config};
 
@@ -219,19 +218,8 @@ fn entry_edit(options: &Options, arg: &str) -> Result<(String, LineEdit), String
 }
 
 fn write(path: &Path, edits: &[(String, LineEdit)]) -> Result<(), String> {
-    let exact = |text: &str| main_cf::to_bytes_exact(text.as_bytes());
-    let edits: Vec<(String, LineEdit)> = edits
-        .iter()
-        .map(|(key, edit)| {
-            let edit = match edit {
-                LineEdit::Replace(text) => LineEdit::Replace(exact(text)),
-                other => other.clone(),
-            };
-            (exact(key), edit)
-        })
-        .collect();
     crate::rewrite_existing(path, |old| {
-        let (new_text, unmatched) = master_cf::edit(&main_cf::to_bytes_exact(old), &edits);
+        let (new, unmatched) = master_cf::edit(old, edits);
         for key in unmatched {
             let appended = edits
                 .iter()
@@ -240,6 +228,6 @@ fn write(path: &Path, edits: &[(String, LineEdit)]) -> Result<(), String> {
                 warn(format!("unmatched request: \"{key}\""));
             }
         }
-        main_cf::from_bytes_exact(&new_text)
+        new
     })
 }

@@ -221,7 +221,7 @@ fn edit(options: &Options, path: &Path) -> Result<(), String> {
     }
     warn_bad_values(&edits);
     crate::rewrite_existing(path, |old| {
-        let (new, warnings) = main_cf::edit_bytes(path, old, &edits);
+        let (new, warnings) = main_cf::edit(path, old, &edits);
         for warning in warnings {
             warn(warning);
         }

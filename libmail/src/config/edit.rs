@@ -28,9 +28,45 @@ pub fn is_continuation(line: &str) -> bool {
     line.starts_with([' ', '\t'])
 }
 
+/// Bytes as text, one character per byte, so that an edit keeps every byte
+/// it does not touch whatever the file's encoding (a GBK comment, say).
+fn to_exact(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
+}
+
+/// The inverse of `to_exact`.
+fn from_exact(text: &str) -> Vec<u8> {
+    text.chars().map(|c| c as u32 as u8).collect()
+}
+
 /// Applies `edits` (keyed by what `key_of` says of an entry's first line)
-/// and returns the new text and how many entries each key matched.
+/// to a file's bytes; returns the new bytes and how many entries each key
+/// matched. New text is written as UTF-8.
 pub fn edit_entries(
+    bytes: &[u8],
+    key_of: impl Fn(&str) -> Option<String>,
+    edits: &[(String, LineEdit)],
+) -> (Vec<u8>, HashMap<String, usize>) {
+    let exact = |text: &str| to_exact(text.as_bytes());
+    let edits: Vec<(String, LineEdit)> = edits
+        .iter()
+        .map(|(key, edit)| {
+            let edit = match edit {
+                LineEdit::Replace(text) => LineEdit::Replace(exact(text)),
+                other => other.clone(),
+            };
+            (exact(key), edit)
+        })
+        .collect();
+    let (text, seen) = edit_text(&to_exact(bytes), key_of, &edits);
+    let seen = seen
+        .into_iter()
+        .map(|(key, n)| (String::from_utf8_lossy(&from_exact(&key)).into_owned(), n))
+        .collect();
+    (from_exact(&text), seen)
+}
+
+fn edit_text(
     text: &str,
     key_of: impl Fn(&str) -> Option<String>,
     edits: &[(String, LineEdit)],
@@ -92,6 +128,20 @@ mod tests {
     }
 
     #[test]
+    fn bytes_that_are_not_utf8_are_kept() {
+        let text = b"# \xc4\xe3\xba\xc3\nname old\nother \xff\n";
+        let edits = vec![(
+            "name".to_string(),
+            LineEdit::Replace("name \u{90ae}".into()),
+        )];
+        let (out, _) = edit_entries(text, first_word, &edits);
+        let mut want = b"# \xc4\xe3\xba\xc3\nname ".to_vec();
+        want.extend("\u{90ae}".as_bytes());
+        want.extend(b"\nother \xff\n");
+        assert_eq!(out, want);
+    }
+
+    #[test]
     fn replace_comment_remove_append() {
         let text = "a 1\n  a2\n# c\nb 2\n\tb2\nc 3\n";
         let edits = vec![
@@ -100,8 +150,8 @@ mod tests {
             ("c".to_string(), LineEdit::Remove),
             ("d".to_string(), LineEdit::Replace("d 4".into())),
         ];
-        let (out, seen) = edit_entries(text, first_word, &edits);
-        assert_eq!(out, "a new\n# c\n#b 2\n#\tb2\nd 4\n");
+        let (out, seen) = edit_entries(text.as_bytes(), first_word, &edits);
+        assert_eq!(out, b"a new\n# c\n#b 2\n#\tb2\nd 4\n");
         assert_eq!(seen.get("a"), Some(&1));
         assert_eq!(seen.get("d"), None);
     }

@@ -98,36 +98,6 @@ pub fn decode(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Bytes as text one character per byte, so that an edit can keep every
-/// byte it does not touch, whatever the file's encoding; `from_bytes_exact`
-/// turns such text back into the same bytes.
-pub fn to_bytes_exact(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| char::from(b)).collect()
-}
-
-/// The inverse of `to_bytes_exact`.
-pub fn from_bytes_exact(text: &str) -> Vec<u8> {
-    text.chars().map(|c| c as u32 as u8).collect()
-}
-
-/// Applies edits to main.cf bytes, keeping every untouched byte even in a
-/// file that is not UTF-8. New values are written as UTF-8.
-pub fn edit_bytes(path: &Path, bytes: &[u8], edits: &[(String, Edit)]) -> (Vec<u8>, Vec<Warning>) {
-    let exact = |text: &str| to_bytes_exact(text.as_bytes());
-    let edits: Vec<(String, Edit)> = edits
-        .iter()
-        .map(|(name, edit)| {
-            let edit = match edit {
-                Edit::Set(value) => Edit::Set(exact(value)),
-                other => other.clone(),
-            };
-            (exact(name), edit)
-        })
-        .collect();
-    let (text, warnings) = edit(path, &to_bytes_exact(bytes), &edits);
-    (from_bytes_exact(&text), warnings)
-}
-
 /// Replaces control characters with `?`, as Postfix does in log text.
 pub fn printable(text: &str) -> String {
     text.chars()
@@ -146,10 +116,10 @@ pub enum Edit {
     Remove,
 }
 
-/// Applies edits to a main.cf text. Every definition of an edited name is
+/// Applies edits to main.cf. Every definition of an edited name is
 /// rewritten (with its continuation lines); a `Set` for a name that is not
-/// there is appended. All other lines are kept byte for byte.
-pub fn edit(path: &Path, text: &str, edits: &[(String, Edit)]) -> (String, Vec<Warning>) {
+/// there is appended. All other bytes are kept, whatever their encoding.
+pub fn edit(path: &Path, text: &[u8], edits: &[(String, Edit)]) -> (Vec<u8>, Vec<Warning>) {
     let line_edits: Vec<(String, LineEdit)> = edits
         .iter()
         .map(|(name, edit)| {
@@ -246,7 +216,8 @@ mod tests {
             .iter()
             .map(|(n, e)| (n.to_string(), e.clone()))
             .collect();
-        edit(Path::new("main.cf"), text, &edits)
+        let (out, warnings) = edit(Path::new("main.cf"), text.as_bytes(), &edits);
+        (String::from_utf8(out).unwrap(), warnings)
     }
 
     const SAMPLE: &str = "# head\na = one\n\t\ttwo  \n\n   \n    four\nb=x  \nb = second\n# tail\n";
@@ -287,21 +258,6 @@ mod tests {
     fn append_to_file_without_final_newline() {
         let (out, _) = run("a = 1", &[("b", Edit::Set("2".into()))]);
         assert_eq!(out, "a = 1\nb = 2\n");
-    }
-
-    #[test]
-    fn edits_keep_bytes_that_are_not_utf8() {
-        let mut file = b"# \xc4\xe3\xba\xc3 (GBK)\nmyhostname = old\n".to_vec();
-        file.extend(b"smtpd_banner = \xff\n");
-        let edits = vec![(
-            "myhostname".to_string(),
-            Edit::Set("\u{90ae}\u{4ef6}".into()),
-        )];
-        let (out, _) = edit_bytes(Path::new("main.cf"), &file, &edits);
-        let mut want = b"# \xc4\xe3\xba\xc3 (GBK)\nmyhostname = ".to_vec();
-        want.extend("\u{90ae}\u{4ef6}".as_bytes());
-        want.extend(b"\nsmtpd_banner = \xff\n");
-        assert_eq!(out, want);
     }
 
     #[test]

@@ -513,9 +513,9 @@ impl MasterCf {
     }
 }
 
-/// Applies entry edits keyed by `service/type` to master.cf text, keeping
-/// every other line byte for byte. Returns the text and unmatched keys.
-pub fn edit(text: &str, edits: &[(String, LineEdit)]) -> (String, Vec<String>) {
+/// Applies entry edits keyed by `service/type` to master.cf, keeping every
+/// other line byte for byte. Returns the new bytes and the unmatched keys.
+pub fn edit(text: &[u8], edits: &[(String, LineEdit)]) -> (Vec<u8>, Vec<String>) {
     let key_of = |line: &str| {
         let words = tokenize(line).ok()?;
         (words.len() >= 2).then(|| format!("{}/{}", words[0], words[1]))
@@ -722,7 +722,8 @@ maildrop  unix  -       n       n       -       -       pipe
             ),
             ("gone/inet".to_string(), LineEdit::Remove),
         ];
-        let (out, unmatched) = edit(SAMPLE, &edits);
+        let (out, unmatched) = edit(SAMPLE.as_bytes(), &edits);
+        let out = String::from_utf8(out).unwrap();
         assert!(!out.contains("relay"));
         assert!(out.contains("#       -o smtp_helo_timeout=5\n"));
         assert!(out.contains("#pickup    unix"));

@@ -280,10 +280,16 @@ impl Config {
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<T, ConfigError> {
         let value = self.get(name)?.unwrap_or_default();
-        parse(&value).map_err(|reason| ConfigError::BadValue {
-            location: self.location(name),
-            reason,
-        })
+        let checked = match builtin(name) {
+            Some(param) => value::check(name, param.kind, &value),
+            None => Ok(()),
+        };
+        checked
+            .and_then(|()| parse(&value))
+            .map_err(|reason| ConfigError::BadValue {
+                location: self.location(name),
+                reason,
+            })
     }
 
     pub fn string(&self, name: &str) -> Result<String, ConfigError> {
@@ -531,6 +537,11 @@ mod tests {
         assert_eq!(
             c.list("mydestination").unwrap().last().map(String::as_str),
             Some("localhost")
+        );
+        let seed = cfg("\ninet_protocols = IPv4\n");
+        assert_eq!(
+            seed.list("inet_protocols").unwrap_err().to_string(),
+            "/etc/postfix/main.cf, line 2: unknown inet_protocols value \"IPv4\" in \"IPv4\" (specify one of: all, ipv4, ipv6)"
         );
     }
 
