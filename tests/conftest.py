@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import age_files
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -72,3 +74,55 @@ def mail_accounts() -> tuple[str, str]:
         ["useradd", "-r", "-g", "postfix", "-M", "-d", "/var/spool/postfix", "-s", nologin, "postfix"],
     )
     return "postfix", "postdrop"
+
+
+# --- postconf ----------------------------------------------------------------
+
+POSTCONF_FIXTURES = REPO_ROOT / "tests" / "fixtures" / "postconf"
+DEBIAN_POSTCONF = Path("/usr/sbin/postconf")
+
+
+@pytest.fixture(scope="session")
+def postconf(release_dir: Path) -> Path:
+    """Our postconf binary (target/release/postconf)."""
+    return release_dir / "postconf"
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    """A private copy of tests/fixtures/postconf (main.cf, master.cf) in
+    tmp_path, safe to edit."""
+    target = tmp_path / "etc"
+    target.mkdir()
+    for source in sorted(POSTCONF_FIXTURES.iterdir()):
+        (target / source.name).write_bytes(source.read_bytes())
+    age_files(target)
+    return target
+
+
+
+def _is_debian_postconf() -> tuple[bool, str]:
+    if not DEBIAN_POSTCONF.is_file():
+        return False, f"{DEBIAN_POSTCONF} is missing"
+    try:
+        owner = subprocess.run(["dpkg", "-S", str(DEBIAN_POSTCONF)], capture_output=True, text=True)
+    except FileNotFoundError:
+        return False, "dpkg is missing, so /usr/sbin/postconf cannot be identified as Debian's"
+    if owner.returncode != 0:
+        return False, f"{DEBIAN_POSTCONF} does not belong to a Debian package: {owner.stderr.strip()}"
+    return True, ""
+
+
+@pytest.fixture(scope="session")
+def debian_postconf() -> Path:
+    """Debian's Postfix postconf, the reference our postconf is compared
+    with.  `make test` installs the postfix package for it.  When it is
+    missing (or is not Debian's), the test fails under CI (the environment
+    variable CI is set) and is skipped elsewhere."""
+    ok, why = _is_debian_postconf()
+    if not ok:
+        message = f"reference postconf unavailable: {why} (install Debian's postfix package: `make test-tools`)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return DEBIAN_POSTCONF

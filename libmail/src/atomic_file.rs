@@ -54,7 +54,7 @@ fn lock_temp(temp: &Path) -> Result<Flock<File>, AtomicWriteError> {
             .truncate(false)
             .mode(0o644)
             .open(temp)
-            .map_err(fail("create", temp))?;
+            .map_err(fail("open", temp))?;
         let lock = Flock::lock(file, FlockArg::LockExclusive)
             .map_err(|(_, errno)| fail("lock", temp)(io::Error::from(errno)))?;
         let locked = lock.metadata().map_err(fail("fstat", temp))?;
@@ -198,7 +198,7 @@ mod tests {
         let err = replace(Path::new("/nonexistent-dir/main.cf"), b"").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "create /nonexistent-dir/main.cf.tmp: No such file or directory"
+            "open /nonexistent-dir/main.cf.tmp: No such file or directory"
         );
     }
 }

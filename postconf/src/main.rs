@@ -149,13 +149,9 @@ pub fn rewrite_existing(
     path: &std::path::Path,
     edit: impl FnOnce(&[u8]) -> Vec<u8>,
 ) -> Result<(), String> {
-    if let Err(source) = std::fs::metadata(path) {
-        let err = libmail::config::ConfigError::Io {
-            op: "open",
-            path: path.to_path_buf(),
-            source,
-        };
-        return Err(err.to_string());
+    if let Err(err) = std::fs::metadata(path) {
+        let reason = libmail::error::strerror(&err);
+        return Err(format!("open {} for reading: {reason}", path.display()));
     }
     libmail::atomic_file::update(path, |old| Ok(edit(old))).map_err(|e| e.to_string())
 }

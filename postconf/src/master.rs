@@ -2,11 +2,12 @@
 //! `-o` parameters (`-P`), and edit them (`-Me`, `-M#`, `-MX`, `-Fe`,
 //! `-Pe`, `-PX`) keeping every other line of the file.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use libmail::config::edit::LineEdit;
 use libmail::config::master_cf::{self, MasterCf, MasterEntry, FIELD_NAMES};
-use libmail::config::{config_directory, Config};
+use libmail::config::{config_directory, expand, Config, Lookup};
 
 use crate::output;
 use crate::{warn, Options};
@@ -14,15 +15,24 @@ use crate::{warn, Options};
 pub fn run(options: &Options) -> Result<(), String> {
     let (dir, _) = config_directory(options.config_dir.as_deref());
     let master = MasterCf::load(&dir).map_err(|e| e.to_string())?;
-    if let Ok(config) = Config::load(options.config_dir.as_deref()) {
-        let used = config.referenced_names(&master.override_values());
-        crate::params::report_undefined(&config, &used);
-    }
     let editing = options.edit || options.comment_out || options.remove;
     if editing {
         let edits = edits(options, &master)?;
         return write(&master.path, &edits);
     }
+    // main.cf only adds warnings and `-x` values here; it may be missing.
+    let config = dir
+        .join("main.cf")
+        .exists()
+        .then(|| crate::params::load(options))
+        .transpose()?;
+    if let Some(config) = &config {
+        crate::params::report_undefined(config, Some(&master));
+    }
+    let master = match (&config, options.expand) {
+        (Some(config), true) => expand_master(config, &master),
+        _ => master,
+    };
     let lines = if options.master {
         show_entries(options, &master)
     } else if options.fields {
@@ -34,6 +44,41 @@ pub fn run(options: &Options) -> Result<(), String> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// main.cf as one service sees it: `$service_name` is that service.
+struct ServiceLookup<'a> {
+    config: &'a Config,
+    service: &'a str,
+}
+
+impl Lookup for ServiceLookup<'_> {
+    fn raw(&self, name: &str) -> Option<Cow<'_, str>> {
+        if name == "service_name" {
+            Some(Cow::Borrowed(self.service))
+        } else {
+            self.config.raw(name)
+        }
+    }
+}
+
+/// `-x`: every entry with `$name` in its arguments expanded; an argument
+/// whose expansion fails is shown as written.
+fn expand_master(config: &Config, master: &MasterCf) -> MasterCf {
+    let entries = master
+        .entries
+        .iter()
+        .map(|entry| {
+            entry.expanded(|service, arg| {
+                let lookup = ServiceLookup { config, service };
+                expand(arg, &lookup).map_or_else(|_| arg.to_string(), |e| e.value)
+            })
+        })
+        .collect();
+    MasterCf {
+        path: master.path.clone(),
+        entries,
+    }
 }
 
 /// Entries matching one request: `service`, `service/type`, or longer.
@@ -143,11 +188,11 @@ fn split_request(
     let names: Vec<String> = path.split('/').map(String::from).collect();
     if names.len() != parts || names.iter().any(String::is_empty) {
         let want = if parts == 2 {
-            "service/type"
+            "-Me, -MX or -M# requires service_name/type"
         } else {
-            "service/type/name"
+            "-Fe, -Pe or -PX requires service_name/type/name"
         };
-        return Err(format!("bad request \"{arg}\": expected {want}"));
+        return Err(want.to_string());
     }
     Ok((names, value))
 }

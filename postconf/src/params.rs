@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use libmail::config::expand::references;
 use libmail::config::main_cf::{self, Edit};
 use libmail::config::master_cf::MasterCf;
 use libmail::config::{
@@ -23,25 +24,32 @@ pub fn run(options: &Options) -> Result<(), String> {
         let (dir, _) = config_directory(options.config_dir.as_deref());
         return edit(options, &dir.join("main.cf"));
     }
-    let config = load(options)?;
-    let master = load_master(config.config_dir());
-    let mut config = config;
+    if options.defaults {
+        return show_defaults(options);
+    }
+    let mut config = load(options)?;
+    let master = load_master(config.config_dir())?;
     if let Some(master) = &master {
         config.add_service_defaults(master);
     }
-    let extra: Vec<String> = master
-        .as_ref()
-        .map(MasterCf::override_values)
-        .unwrap_or_default();
-    let used = config.referenced_names(&extra);
-    if !options.defaults {
-        report_problems(&config, master.as_ref(), &used);
-    }
+    let used = used_names(&config, master.as_ref());
+    report_problems(&config, master.as_ref(), &used);
     show(options, &config, &used)
 }
 
+/// `-d`: built-in defaults, without reading main.cf (as in Postfix, this
+/// works before main.cf exists).
+fn show_defaults(options: &Options) -> Result<(), String> {
+    let (dir, _) = config_directory(options.config_dir.as_deref());
+    let mut config = Config::from_text(&dir, "").map_err(|e| e.to_string())?;
+    if let Ok(master) = MasterCf::load(&dir) {
+        config.add_service_defaults(&master);
+    }
+    show(options, &config, &BTreeSet::new())
+}
+
 /// Reads main.cf and applies `-o` overrides.
-fn load(options: &Options) -> Result<Config, String> {
+pub fn load(options: &Options) -> Result<Config, String> {
     let mut config = Config::load(options.config_dir.as_deref()).map_err(|e| e.to_string())?;
     for warning in &config.warnings {
         warn(warning);
@@ -55,16 +63,23 @@ fn load(options: &Options) -> Result<Config, String> {
     Ok(config)
 }
 
-/// master.cf, for service-defined parameters; a problem is only a warning
-/// here, as in Postfix.
-fn load_master(dir: &Path) -> Option<MasterCf> {
+/// master.cf, for service-defined parameters: a missing file is only a
+/// warning, a broken one is fatal, as in Postfix.
+fn load_master(dir: &Path) -> Result<Option<MasterCf>, String> {
     match MasterCf::load(dir) {
-        Ok(master) => Some(master),
-        Err(err) => {
+        Ok(master) => Ok(Some(master)),
+        Err(err @ ConfigError::Io { .. }) => {
             warn(err);
-            None
+            Ok(None)
         }
+        Err(err) => Err(err.to_string()),
     }
+}
+
+/// Parameters that main.cf or master.cf refer to as `$name`.
+fn used_names(config: &Config, master: Option<&MasterCf>) -> BTreeSet<String> {
+    let extra = master.map(MasterCf::override_values).unwrap_or_default();
+    config.referenced_names(&extra)
 }
 
 /// Unused and undefined parameters, and values of the wrong type.
@@ -83,28 +98,35 @@ fn report_problems(config: &Config, master: Option<&MasterCf>, used: &BTreeSet<S
                     && config.source(&name).is_none()
                     && !used.contains(&name)
                 {
-                    warn(format!(
-                        "{}: unused parameter: {name}={value}",
-                        master.path.display()
-                    ));
+                    let path = master.path.display();
+                    warn(format!("{path}: unused parameter: {name}={value}"));
                 }
             }
         }
     }
-    report_undefined(config, used);
+    report_undefined(config, master);
     for err in config.validate() {
         warn(err);
     }
 }
 
-/// `$name` references to parameters that nothing defines.
-pub fn report_undefined(config: &Config, used: &BTreeSet<String>) {
-    for name in used {
-        if config.raw(name).is_none() {
-            warn(format!(
-                "{}: undefined parameter: {name}",
-                config.main_cf_path().display()
-            ));
+/// `$name` references to parameters that nothing defines, reported
+/// against the file that holds the reference.
+pub fn report_undefined(config: &Config, master: Option<&MasterCf>) {
+    let mut reported = BTreeSet::new();
+    for name in config.referenced_names(&[]) {
+        if config.raw(&name).is_none() && reported.insert(name.clone()) {
+            let path = config.main_cf_path().display();
+            warn(format!("{path}: undefined parameter: {name}"));
+        }
+    }
+    let Some(master) = master else { return };
+    for value in master.override_values() {
+        for name in references(&value) {
+            if config.raw(&name).is_none() && reported.insert(name.clone()) {
+                let path = master.path.display();
+                warn(format!("{path}: undefined parameter: {name}"));
+            }
         }
     }
 }
@@ -116,7 +138,8 @@ fn selected_names(options: &Options, config: &Config, used: &BTreeSet<String>) -
             .args
             .iter()
             .filter(|name| {
-                let known = config.is_known(name) || config.source(name).is_some();
+                // A user-defined parameter counts only while something uses it.
+                let known = config.is_known(name) || used.contains(name.as_str());
                 if !known {
                     warn(format!("{name}: unknown parameter"));
                 }
@@ -128,33 +151,19 @@ fn selected_names(options: &Options, config: &Config, used: &BTreeSet<String>) -
     let all = config.all_names(used);
     if options.non_default {
         all.into_iter().filter(|n| config.is_explicit(n)).collect()
-    } else if options.defaults {
-        all.into_iter()
-            .filter(|n| config.default_raw(n).is_some())
-            .collect()
     } else {
         all.into_iter().collect()
     }
 }
 
 fn show(options: &Options, config: &Config, used: &BTreeSet<String>) -> Result<(), String> {
-    let names = selected_names(options, config, used);
-    // -d shows built-in defaults: a configuration with nothing set.
-    let defaults_only = options
-        .defaults
-        .then(|| default_config(config))
-        .transpose()?;
-    let source = defaults_only.as_ref().unwrap_or(config);
     let mut out = String::new();
-    for name in names {
-        let Some(raw) = source.raw(&name) else {
-            if options.defaults {
-                warn(format!("{name}: unknown parameter"));
-            }
+    for name in selected_names(options, config, used) {
+        let Some(raw) = config.raw(&name) else {
             continue;
         };
         let value = if options.expand && !RAW_PARAMETERS.contains(&name.as_str()) {
-            expanded(source, &name, &raw)?
+            expanded(config, &name, &raw)?
         } else {
             raw.into_owned()
         };
@@ -170,18 +179,6 @@ fn show(options: &Options, config: &Config, used: &BTreeSet<String>) -> Result<(
     }
     print!("{out}");
     Ok(())
-}
-
-fn default_config(config: &Config) -> Result<Config, String> {
-    let mut empty = Config::from_text(config.config_dir(), "").map_err(|e| e.to_string())?;
-    if let Some(master) = load_master_quiet(config.config_dir()) {
-        empty.add_service_defaults(&master);
-    }
-    Ok(empty)
-}
-
-fn load_master_quiet(dir: &Path) -> Option<MasterCf> {
-    MasterCf::load(dir).ok()
 }
 
 /// `-x`: the value with every `$name` expanded; a loop or syntax error is

@@ -131,7 +131,14 @@ pub fn edit(path: &Path, text: &[u8], edits: &[(String, Edit)]) -> (Vec<u8>, Vec
             (name.clone(), line_edit)
         })
         .collect();
-    let key_of = |line: &str| split_name_value(line).map(|(name, _)| name.to_string());
+    // The name is what precedes `=` or white space, so that `-X foo` also
+    // removes a broken line `foo` that has no `=`.
+    let key_of = |line: &str| {
+        line.split(|c: char| c == '=' || c.is_whitespace())
+            .next()
+            .filter(|name| !name.is_empty())
+            .map(String::from)
+    };
     let (out, seen) = super::edit::edit_entries(text, key_of, &line_edits);
     let mut warnings = Vec::new();
     for (name, _) in edits {
@@ -258,6 +265,12 @@ mod tests {
     fn append_to_file_without_final_newline() {
         let (out, _) = run("a = 1", &[("b", Edit::Set("2".into()))]);
         assert_eq!(out, "a = 1\nb = 2\n");
+    }
+
+    #[test]
+    fn broken_line_can_be_removed() {
+        let (out, _) = run("foo\n  bar\nx = 1\n", &[("foo", Edit::Remove)]);
+        assert_eq!(out, "x = 1\n");
     }
 
     #[test]

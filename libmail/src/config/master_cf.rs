@@ -156,13 +156,35 @@ impl MasterEntry {
         while let Some(arg) = args.next() {
             if arg == "-o" {
                 if let Some(pair) = args.next() {
-                    out.push(format!("-o {}", group(pair)));
+                    let pair = match pair.split_once('=') {
+                        Some((name, value)) => format!("{}={}", name.trim(), value.trim()),
+                        None => pair.clone(),
+                    };
+                    out.push(format!("-o {}", group(&pair)));
                     continue;
                 }
             }
             out.push(group(arg));
         }
         out
+    }
+
+    /// The same entry with `$name` references in its `-o` values replaced
+    /// (`postconf -Mx`); other arguments belong to the program (pipe's
+    /// `${recipient}`) and stay as written. `expand` gets the service name
+    /// (for `$service_name`) and a value.
+    pub fn expanded(&self, expand: impl Fn(&str, &str) -> String) -> MasterEntry {
+        let mut entry = self.clone();
+        let mut after_o = false;
+        for arg in entry.args.iter_mut() {
+            if after_o {
+                if let Some((name, value)) = arg.split_once('=') {
+                    *arg = format!("{name}={}", expand(&self.service, value.trim()));
+                }
+            }
+            after_o = arg == "-o";
+        }
+        entry
     }
 
     /// The command column: command and arguments.
@@ -231,7 +253,7 @@ impl MasterEntry {
         let index = FIELD_NAMES
             .iter()
             .position(|f| *f == field)
-            .ok_or_else(|| format!("unknown master.cf field name: \"{field}\""))?;
+            .ok_or_else(|| format!("invalid service attribute name: \"{field}\""))?;
         fields[index] = value.to_string();
         parse_entry(&fields.join(" "), self.line)
     }
@@ -270,10 +292,10 @@ impl MasterEntry {
     }
 }
 
-/// Shows an argument with white space as `{ text }`, as master.cf groups it.
+/// Shows an argument with white space as `{text}`, as master.cf groups it.
 fn group(arg: &str) -> String {
     if arg.contains(char::is_whitespace) {
-        format!("{{ {arg} }}")
+        format!("{{{arg}}}")
     } else {
         arg.to_string()
     }
@@ -637,7 +659,7 @@ maildrop  unix  -       n       n       -       -       pipe
         );
         assert_eq!(
             m.select("submission")[0].format(true),
-            "submission inet  n       -       y       -       -       smtpd\n    -o { smtpd_client_restrictions = permit_sasl_authenticated, reject }\n    -o smtpd_tls_security_level=encrypt"
+            "submission inet  n       -       y       -       -       smtpd\n    -o {smtpd_client_restrictions=permit_sasl_authenticated, reject}\n    -o smtpd_tls_security_level=encrypt"
         );
         let long = parse_entry("scalemail-backend unix - n n - 2 pipe flags=R", 1).unwrap();
         assert_eq!(
@@ -691,6 +713,16 @@ maildrop  unix  -       n       n       -       -       pipe
         assert!(!params.iter().any(|(n, _)| n.starts_with("pickup_")));
         assert!(!params.iter().any(|(n, _)| n.starts_with("smtp_")));
         assert_eq!(params.len(), 16 + 17);
+    }
+
+    #[test]
+    fn expansion_touches_only_override_values() {
+        let m = sample();
+        let upper = |service: &str, value: &str| value.replace("$service_name", service);
+        let relay = m.select("relay/unix")[0].expanded(upper);
+        assert_eq!(relay.overrides()[0].1, "postfix/relay");
+        let maildrop = m.select("maildrop")[0].expanded(|_, _| "X".into());
+        assert!(maildrop.command_line().contains("-d ${recipient}"));
     }
 
     #[test]
