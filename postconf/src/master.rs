@@ -138,7 +138,7 @@ fn show_fields(options: &Options, master: &MasterCf) -> Vec<String> {
                 };
                 lines.push(entry.command_with_prefix(&prefix, true));
             } else {
-                lines.push(show_one(options, &name, value));
+                lines.push(output::entry(options, &name, value));
             }
         }
     }
@@ -154,7 +154,7 @@ fn show_params(options: &Options, master: &MasterCf) -> Vec<String> {
             if param.as_deref().is_some_and(|p| p != name) {
                 continue;
             }
-            lines.push(show_one(
+            lines.push(output::entry(
                 options,
                 &format!("{}/{name}", entry.key()),
                 &value,
@@ -162,16 +162,6 @@ fn show_params(options: &Options, master: &MasterCf) -> Vec<String> {
         }
     }
     lines
-}
-
-fn show_one(options: &Options, name: &str, value: &str) -> String {
-    if options.names_only {
-        name.to_string()
-    } else if options.values_only {
-        output::format_line("", value, options.fold)
-    } else {
-        output::parameter(name, value, options.fold)
-    }
 }
 
 /// Splits `service/type[/name][ = value]` into its parts.

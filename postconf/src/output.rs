@@ -27,6 +27,18 @@ pub fn parameter(name: &str, value: &str, fold: bool) -> String {
     format_line(&format!("{name} ="), value, fold)
 }
 
+/// One line of output as `-h` (value only), `-H` (name only) or neither
+/// asks; the same for parameters and for master.cf fields.
+pub fn entry(options: &crate::Options, name: &str, value: &str) -> String {
+    if options.names_only {
+        name.to_string()
+    } else if options.values_only {
+        format_line("", value, options.fold)
+    } else {
+        parameter(name, value, options.fold)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

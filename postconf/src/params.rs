@@ -167,14 +167,7 @@ fn show(options: &Options, config: &Config, used: &BTreeSet<String>) -> Result<(
         } else {
             raw.into_owned()
         };
-        let line = if options.names_only {
-            name.clone()
-        } else if options.values_only {
-            output::format_line("", &value, options.fold)
-        } else {
-            output::parameter(&name, &value, options.fold)
-        };
-        out.push_str(&line);
+        out.push_str(&output::entry(options, &name, &value));
         out.push('\n');
     }
     print!("{out}");

@@ -19,6 +19,7 @@ pub mod registry;
 pub mod value;
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -90,6 +91,9 @@ pub struct Config {
     index: HashMap<String, usize>,
     overrides: BTreeMap<String, String>,
     service_defaults: BTreeMap<String, String>,
+    /// The machine's interface addresses, read once: `$mynetworks` may be
+    /// expanded many times.
+    interfaces: OnceCell<Vec<computed::InterfaceAddress>>,
     /// Warnings noticed while reading (overridden entries and the like).
     pub warnings: Vec<String>,
 }
@@ -127,6 +131,7 @@ impl Config {
             index,
             overrides: BTreeMap::new(),
             service_defaults: BTreeMap::new(),
+            interfaces: OnceCell::new(),
             warnings,
         })
     }
@@ -234,7 +239,7 @@ impl Config {
                 let words = value::split_list(&protocols);
                 let all = words.contains(&"all");
                 computed::mynetworks(
-                    &computed::interface_addresses(),
+                    self.interfaces.get_or_init(computed::interface_addresses),
                     &style,
                     all || words.contains(&"ipv4"),
                     all || words.contains(&"ipv6"),
