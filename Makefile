@@ -10,6 +10,7 @@
 #                             the same for scripts: no questions
 #   make demo                 install into ./demo and show the configuration tools
 #   make test                 everything CI runs (installs missing tools first)
+#   make bench                time postmap against Debian's (needs test-tools)
 #   make clean                remove what the build made
 
 CARGO  ?= cargo
@@ -30,10 +31,13 @@ INSTALL_ARGS = $(strip $(foreach p,$(INSTALL_PARAMS),\
 POSTCONF5 := target/man/man5/postconf.5
 
 .PHONY: all demo install package non-interactive-package need-install-root \
-	test test-tools clean
+	test test-tools bench clean
 
 all:
 	$(CARGO) build --release --workspace
+	@# newaliases is postalias under another name (a link, as Postfix's is
+	@# to sendmail); installed as a file of its own at $$newaliases_path.
+	ln -f target/release/postalias target/release/newaliases
 	@mkdir -p $(dir $(POSTCONF5))
 	$(CARGO) run --release -q -p libmail --example postconf5 > $(POSTCONF5).tmp \
 		|| { rm -f $(POSTCONF5).tmp; exit 1; }
@@ -80,8 +84,18 @@ test-tools:
 	@dpkg -s postfix >/dev/null 2>&1 || { \
 		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 		$(call apt_install,postfix); }
+	@# Its pcre: and cdb: tables, for the postmap tests.
+	@dpkg -s postfix-pcre >/dev/null 2>&1 || $(call apt_install,postfix-pcre)
+	@dpkg -s postfix-cdb >/dev/null 2>&1 || $(call apt_install,postfix-cdb)
+	@# A throwaway MariaDB server for the mysql: table tests (started by
+	@# the tests themselves on a private port and socket, never as a service).
+	@command -v mariadbd >/dev/null || test -x /usr/sbin/mariadbd || $(call apt_install,mariadb-server)
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+# Not a test: table build and lookup speed, ours against Debian's postmap.
+bench: all
+	$(PYTHON) bench/tables.py
 
 clean:
 	$(CARGO) clean

@@ -26,6 +26,8 @@ else
 fi
 CONF=$DEMO/etc/postfix
 postconf() { "$DEMO/usr/sbin/postconf" -c "$CONF" "$@"; }
+postmap() { "$DEMO/usr/sbin/postmap" -c "$CONF" "$@"; }
+postalias() { "$DEMO/usr/sbin/postalias" -c "$CONF" "$@"; }
 
 echo "postfix-rs is installed in $DEMO (configuration in $CONF)."
 step postconf -n
@@ -44,6 +46,15 @@ step postconf -Pe 'submission/inet/syslog_name=postfix/submission' \
     'submission/inet/smtpd_tls_security_level=encrypt'
 step postconf -Mf submission
 step grep -n '^inet_protocols\|^myhostname' "$CONF/main.cf"
+echo
+echo "# Relay rules in an access table, as the install guides keep them."
+printf '192.168.1        OK\nspammer.example  REJECT\nbroken-line\n' >>"$CONF/access"
+step postmap "hash:$CONF/access"
+step postmap -q 192.168.1 "hash:$CONF/access"
+step postmap -q SPAMMER.example "hash:$CONF/access"
+step postalias "hash:$CONF/aliases"
+step postalias -q postmaster "hash:$CONF/aliases"
+step postmap -q 10.1.2.3 "inline:{10.1.2.3=REJECT}"
 cat <<TXT
 
 Try more:  $DEMO/usr/sbin/postconf -c $CONF -n

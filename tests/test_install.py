@@ -350,7 +350,13 @@ def user_workdir(built, plain_user):
             shutil.copytree(built / tree, src / tree)
         shutil.copytree(built / "target" / "man", src / "target" / "man")
         (src / "target" / "release").mkdir()
-        shutil.copy2(built / "target" / "release" / "postconf", src / "target" / "release")
+        # Every program the manifest installs (type "bin").
+        for line in (built / "etc" / "postfix-files").read_text().splitlines():
+            fields = line.split(":")
+            if len(fields) == 6 and fields[1] == "bin":
+                # "$newaliases_path" installs target/release/newaliases.
+                name = fields[0].rsplit("/", 1)[-1].lstrip("$").removesuffix("_path")
+                shutil.copy2(built / "target" / "release" / name, src / "target" / "release")
         if IS_ROOT:
             for path in [work, *work.rglob("*")]:
                 os.lchown(path, plain_user.pw_uid, plain_user.pw_gid)

@@ -67,6 +67,24 @@ fn lock_temp(temp: &Path) -> Result<Flock<File>, AtomicWriteError> {
     }
 }
 
+/// Replaces `path` with a file that `write` produces itself (an indexed
+/// table, say), under the same lock as `update`: `write` gets the locked,
+/// empty `NAME.tmp` and may read the old `path` first. Setting mode and
+/// owner is `write`'s business.
+pub fn rewrite_with(
+    path: &Path,
+    write: impl FnOnce(&File) -> Result<(), String>,
+) -> Result<(), AtomicWriteError> {
+    let temp = temp_path(path);
+    let lock = lock_temp(&temp)?;
+    let file: &File = &lock;
+    file.set_len(0).map_err(fail("truncate", &temp))?;
+    write(file).map_err(AtomicWriteError::Refused)?;
+    file.sync_all().map_err(fail("fsync", &temp))?;
+    std::fs::rename(&temp, path).map_err(fail("rename", &temp))?;
+    sync_directory(path)
+}
+
 /// Rewrites `path` with what `update` makes of its current contents (empty
 /// when the file does not exist yet; it then gets mode 0644).
 pub fn update(

@@ -3,7 +3,10 @@
 //! these lists never promise more than the programs do.
 
 /// Lookup table types (`type:name` in main.cf).
-pub const TABLE_TYPES: &[&str] = &[];
+pub const TABLE_TYPES: &[&str] = &[
+    "btree", "cdb", "cidr", "hash", "inline", "mysql", "pcre", "regexp", "static", "texthash",
+    "unix",
+];
 
 /// SASL server plugin types (smtpd_sasl_type).
 pub const SASL_SERVER_TYPES: &[&str] = &[];

@@ -6,3 +6,5 @@ pub mod atomic_file;
 pub mod config;
 pub mod error;
 pub mod features;
+pub mod msg;
+pub mod tables;

@@ -138,11 +138,6 @@ fn check_combinations(o: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// Prints `postconf: warning: TEXT`.
-pub fn warn(text: impl std::fmt::Display) {
-    eprintln!("postconf: warning: {text}");
-}
-
 /// Rewrites an existing configuration file in place, atomically; a
 /// missing file is an error, as Postfix's postconf reports it.
 pub fn rewrite_existing(
@@ -181,13 +176,14 @@ fn run(options: &Options) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    libmail::msg::set_program("postconf");
     let result = parse_options()
         .map_err(|reason| format!("{reason}; {USAGE}"))
         .and_then(|options| run(&options));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(text) => {
-            eprintln!("postconf: fatal: {text}");
+            eprintln!("{}: fatal: {text}", libmail::msg::program());
             ExitCode::FAILURE
         }
     }

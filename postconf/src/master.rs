@@ -10,7 +10,8 @@ use libmail::config::master_cf::{self, MasterCf, MasterEntry, FIELD_NAMES};
 use libmail::config::{config_directory, expand, Config, Lookup};
 
 use crate::output;
-use crate::{warn, Options};
+use crate::Options;
+use libmail::msg::warning;
 
 pub fn run(options: &Options) -> Result<(), String> {
     let (dir, _) = config_directory(options.config_dir.as_deref());
@@ -91,7 +92,7 @@ fn matching<'m>(master: &'m MasterCf, request: &str) -> Vec<&'m MasterEntry> {
     };
     let found = master.select(&pattern);
     if found.is_empty() {
-        warn(format!("unmatched request: \"{request}\""));
+        warning(format!("unmatched request: \"{request}\""));
     }
     found
 }
@@ -260,7 +261,7 @@ fn write(path: &Path, edits: &[(String, LineEdit)]) -> Result<(), String> {
                 .iter()
                 .any(|(k, e)| *k == key && matches!(e, LineEdit::Replace(_)));
             if !appended {
-                warn(format!("unmatched request: \"{key}\""));
+                warning(format!("unmatched request: \"{key}\""));
             }
         }
         new

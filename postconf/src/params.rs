@@ -12,7 +12,8 @@ use libmail::config::{
 };
 
 use crate::output;
-use crate::{warn, Options};
+use crate::Options;
+use libmail::msg::warning;
 
 pub fn run(options: &Options) -> Result<(), String> {
     let editing = options.edit || options.comment_out || options.remove;
@@ -51,8 +52,8 @@ fn show_defaults(options: &Options) -> Result<(), String> {
 /// Reads main.cf and applies `-o` overrides.
 pub fn load(options: &Options) -> Result<Config, String> {
     let mut config = Config::load(options.config_dir.as_deref()).map_err(|e| e.to_string())?;
-    for warning in &config.warnings {
-        warn(warning);
+    for text in &config.warnings {
+        warning(text);
     }
     for pair in &options.overrides {
         let (name, value) = pair
@@ -69,7 +70,7 @@ fn load_master(dir: &Path) -> Result<Option<MasterCf>, String> {
     match MasterCf::load(dir) {
         Ok(master) => Ok(Some(master)),
         Err(err @ ConfigError::Io { .. }) => {
-            warn(err);
+            warning(err);
             Ok(None)
         }
         Err(err) => Err(err.to_string()),
@@ -88,7 +89,7 @@ fn report_problems(config: &Config, master: Option<&MasterCf>, used: &BTreeSet<S
     for def in config.definitions() {
         if !config.is_known(&def.name) && !used.contains(&def.name) {
             let value = main_cf::printable(&def.value);
-            warn(format!("{main_cf}: unused parameter: {}={value}", def.name));
+            warning(format!("{main_cf}: unused parameter: {}={value}", def.name));
         }
     }
     if let Some(master) = master {
@@ -99,14 +100,14 @@ fn report_problems(config: &Config, master: Option<&MasterCf>, used: &BTreeSet<S
                     && !used.contains(&name)
                 {
                     let path = master.path.display();
-                    warn(format!("{path}: unused parameter: {name}={value}"));
+                    warning(format!("{path}: unused parameter: {name}={value}"));
                 }
             }
         }
     }
     report_undefined(config, master);
     for err in config.validate() {
-        warn(err);
+        warning(err);
     }
 }
 
@@ -117,7 +118,7 @@ pub fn report_undefined(config: &Config, master: Option<&MasterCf>) {
     for name in config.referenced_names(&[]) {
         if config.raw(&name).is_none() && reported.insert(name.clone()) {
             let path = config.main_cf_path().display();
-            warn(format!("{path}: undefined parameter: {name}"));
+            warning(format!("{path}: undefined parameter: {name}"));
         }
     }
     let Some(master) = master else { return };
@@ -125,7 +126,7 @@ pub fn report_undefined(config: &Config, master: Option<&MasterCf>) {
         for name in references(&value) {
             if config.raw(&name).is_none() && reported.insert(name.clone()) {
                 let path = master.path.display();
-                warn(format!("{path}: undefined parameter: {name}"));
+                warning(format!("{path}: undefined parameter: {name}"));
             }
         }
     }
@@ -141,7 +142,7 @@ fn selected_names(options: &Options, config: &Config, used: &BTreeSet<String>) -
                 // A user-defined parameter counts only while something uses it.
                 let known = config.is_known(name) || used.contains(name.as_str());
                 if !known {
-                    warn(format!("{name}: unknown parameter"));
+                    warning(format!("{name}: unknown parameter"));
                 }
                 known
             })
@@ -212,8 +213,8 @@ fn edit(options: &Options, path: &Path) -> Result<(), String> {
     warn_bad_values(&edits);
     crate::rewrite_existing(path, |old| {
         let (new, warnings) = main_cf::edit(path, old, &edits);
-        for warning in warnings {
-            warn(warning);
+        for text in warnings {
+            warning(text);
         }
         new
     })
@@ -230,7 +231,7 @@ fn warn_bad_values(edits: &[(String, Edit)]) {
             continue;
         }
         if let Err(reason) = value::check(name, param.kind, v) {
-            warn(reason);
+            warning(reason);
         }
     }
 }

@@ -24,24 +24,46 @@ pub struct Definition {
 /// A non-fatal observation made while reading, already worded.
 pub type Warning = String;
 
-/// Physical lines without their terminators, numbered from 1.
-fn physical_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines().enumerate().map(|(i, l)| (i + 1, l))
-}
-
 /// Joins physical lines into logical lines: (first line number, text).
 pub fn logical_lines(text: &str) -> Vec<(usize, String)> {
-    let mut out: Vec<(usize, String)> = Vec::new();
-    for (number, line) in physical_lines(text) {
-        if is_skipped(line) {
-            continue;
-        }
-        match out.last_mut() {
-            Some((_, logical)) if is_continuation(line) => logical.push_str(line),
-            _ => out.push((number, line.to_string())),
+    LogicalLines::new(text)
+        .map(|(number, line)| (number, line.into_owned()))
+        .collect()
+}
+
+/// `logical_lines` one at a time, borrowing from the text unless a line
+/// is continued: large tables are read without a copy of every line.
+pub struct LogicalLines<'a> {
+    lines: std::iter::Peekable<std::iter::Enumerate<std::str::Lines<'a>>>,
+}
+
+impl<'a> LogicalLines<'a> {
+    pub fn new(text: &'a str) -> Self {
+        LogicalLines {
+            lines: text.lines().enumerate().peekable(),
         }
     }
-    out
+}
+
+impl<'a> Iterator for LogicalLines<'a> {
+    type Item = (usize, std::borrow::Cow<'a, str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (index, first) = self.lines.find(|(_, line)| !is_skipped(line))?;
+        let mut logical = std::borrow::Cow::Borrowed(first);
+        // Skipped lines between a line and its continuation do not end it.
+        while let Some(&(_, line)) = self.lines.peek() {
+            if is_skipped(line) {
+                self.lines.next();
+            } else if is_continuation(line) {
+                logical.to_mut().push_str(line);
+                self.lines.next();
+            } else {
+                break;
+            }
+        }
+        Some((index + 1, logical))
+    }
 }
 
 /// Splits `name = value`; `None` when there is no `=`.
