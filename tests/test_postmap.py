@@ -696,6 +696,19 @@ def test_inline_and_static_equal_debian(built, ours, debian):
     assert ours.run("postmap", "-q", "k", "static:{ hello  world }").stdout == "hello  world\n"
 
 
+def test_inline_pattern_tables_equal_debian(built, ours, debian):
+    """Postfix 3.7's inline pattern tables: `regexp:{ {rule}, {rule} }`, the
+    same for pcre: and cidr:; a rule without braces is fatal."""
+    regexp = "regexp:{{/^a(b)/ got-$1}, { /x/ y }}"
+    cidr = "cidr:{{10.0.0.0/8 ten}, {0.0.0.0/0 any}}"
+    cases = [("-q", key, regexp) for key in ("abc", "ax", "zzz")]
+    cases += [("-q", key, cidr) for key in ("10.1.2.3", "192.0.2.1", "::1")]
+    cases += [("-q", "abc", "pcre:{ {/^a(?=b)/ look} }")]
+    cases += [("-q", "abc", spec) for spec in ("regexp:{/^a/ x}", "regexp:{{/^a/ x} junk}", "regexp:{}")]
+    assert_same(ours, debian, "postmap", cases)
+    assert ours.run("postmap", "-q", "abc", regexp).stdout == "got-b\n"
+
+
 def test_unix_tables_equal_debian(built, ours, debian):
     cases = [
         ("-q", "root", "unix:passwd.byname"),

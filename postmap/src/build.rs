@@ -53,7 +53,7 @@ fn build_one(format: Format, options: &Options, spec: &str) -> Result<(), Failur
         info(format!("building {spec} from {label}"));
     }
     build_indexed(kind, name, build_options, |old| {
-        let mut records = Records::new(if options.incremental { old } else { Vec::new() });
+        let mut records = Records::new(old);
         // One pass, so that warnings come out in source line order.
         parse(format, options, &text, &label, &mut |key, value| {
             add(&mut records, key, value, options.duplicates, &db_path)
@@ -103,6 +103,7 @@ fn source_options(options: &Options, source: &std::fs::Metadata) -> BuildOptions
         null_terminate: options.null_terminate,
         mode: (!options.default_mode).then_some(source.mode() & 0o7777),
         owner: (running_as_root() && !options.keep_root).then_some((source.uid(), source.gid())),
+        keep_old: false,
     }
 }
 
@@ -115,6 +116,7 @@ fn existing_db_options(options: &Options, db_path: &str) -> BuildOptions {
         owner: meta
             .filter(|_| running_as_root())
             .map(|m| (m.uid(), m.gid())),
+        keep_old: true,
     }
 }
 

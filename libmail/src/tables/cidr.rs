@@ -49,7 +49,7 @@ impl CidrTable {
     /// Reads the file `name`; unusable rules are skipped with Postfix's
     /// warnings.
     pub fn open(name: &str) -> Result<CidrTable, TableError> {
-        let text = super::read_text(name)?;
+        let text = super::pattern_file::table_text("cidr", name)?;
         let mut log = Log::new("cidr", name);
         let table = Self::parse(&text, &mut log);
         log.emit();

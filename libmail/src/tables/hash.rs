@@ -229,12 +229,16 @@ pub struct BuildOptions {
     pub mode: Option<u32>,
     /// The new file's owner and group, when running as root.
     pub owner: Option<(u32, u32)>,
+    /// Give the old table's records to `merge` (postmap -i, -d); a full
+    /// rebuild does not need them, and a large table is costly to read.
+    pub keep_old: bool,
 }
 
-/// Writes `entries` as the indexed table for source file `name`, replacing
-/// the old one atomically. `merge` gets the old table's records (empty when
-/// there is none) and returns the records to write; it runs under the
-/// lock, so concurrent `postmap -i` runs do not lose each other's keys.
+/// Writes the indexed table for source file `name`, replacing the old one
+/// atomically. `merge` gets the old table's records (with `keep_old`;
+/// empty when there is none) and returns the records to write; it runs
+/// under the lock, so concurrent `postmap -i` runs do not lose each
+/// other's keys.
 pub fn build(
     kind: IndexedKind,
     name: &str,
@@ -243,7 +247,11 @@ pub fn build(
 ) -> Result<(), TableError> {
     let db_path = kind.db_path(name);
     crate::atomic_file::rewrite_with(Path::new(&db_path), |file| {
-        let old = read_existing(&db_path)?;
+        let old = if options.keep_old {
+            read_existing(&db_path)?
+        } else {
+            Vec::new()
+        };
         let records = merge(old)?;
         write_cdb(file, &records, options).map_err(|err| format!("write {db_path}.tmp: {err}"))
     })
@@ -363,7 +371,11 @@ mod tests {
         .unwrap();
         let mut table = IndexedTable::open(IndexedKind::Hash, &name).unwrap();
         assert_eq!(table.lookup("k").unwrap().as_deref(), Some("old"));
-        build(IndexedKind::Hash, &name, BuildOptions::default(), |old| {
+        let keep_old = BuildOptions {
+            keep_old: true,
+            ..BuildOptions::default()
+        };
+        build(IndexedKind::Hash, &name, keep_old, |old| {
             assert_eq!(old, pairs(&[("k", "old")]));
             Ok(records(&[("k", "new")]))
         })

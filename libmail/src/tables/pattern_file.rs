@@ -124,6 +124,33 @@ impl<'a> Log<'a> {
     }
 }
 
+/// The rules of a pattern table: from its file, or from the name itself
+/// when that is an inline table (`regexp:{ {/a/ x}, {/b/ y} }`, as Postfix
+/// 3.7 allows), one rule per line as if read from a file.
+pub(crate) fn table_text(kind: &str, name: &str) -> Result<String, TableError> {
+    let Some(inner) = name.strip_prefix('{') else {
+        return super::read_text(name);
+    };
+    let no_brace = |text: &str| {
+        TableError::Other(format!(
+            "{kind} map: no '{{' at start of text in \"{text}\""
+        ))
+    };
+    let inner = inner.strip_suffix('}').ok_or_else(|| {
+        TableError::Other(format!("{kind} map: no '}}' at end of text in \"{name}\""))
+    })?;
+    let mut text = String::new();
+    for item in crate::config::value::split_list(inner) {
+        let rule = item
+            .strip_prefix('{')
+            .and_then(|rest| rest.strip_suffix('}'))
+            .ok_or_else(|| no_brace(item))?;
+        text.push_str(rule.trim());
+        text.push('\n');
+    }
+    Ok(text)
+}
+
 /// Postfix's idea of white space (C `isspace` in the C locale).
 pub(crate) fn is_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
@@ -480,7 +507,7 @@ pub(crate) struct PatternTable<E> {
 impl<E: Engine> PatternTable<E> {
     /// Reads and compiles `path`, printing warnings for skipped rules.
     pub(crate) fn open(path: &str) -> Result<Self, TableError> {
-        let text = super::read_text(path)?;
+        let text = table_text(E::KIND, path)?;
         let mut log = Log::new(E::KIND, path);
         let table = Self::parse(path, &text, &mut log);
         // A table that does not open is reported once, as fatal.
@@ -672,6 +699,23 @@ pub(crate) mod tests {
     use super::*;
 
     /// A temporary file that is removed when dropped.
+    #[test]
+    fn inline_tables() {
+        let text = table_text("regexp", "{{/^a(b)/ got-$1}, { /x/ y }}").unwrap();
+        assert_eq!(text, "/^a(b)/ got-$1\n/x/ y\n");
+        assert_eq!(table_text("regexp", "{}").unwrap(), "");
+        let err = table_text("regexp", "{/^a/ x}").err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "regexp map: no '{' at start of text in \"/^a/\""
+        );
+        let err = table_text("regexp", "{{/^a/ x} junk}").err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "regexp map: no '{' at start of text in \"junk\""
+        );
+    }
+
     pub(crate) struct TempFile(pub(crate) std::path::PathBuf);
 
     impl TempFile {
