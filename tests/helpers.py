@@ -123,6 +123,9 @@ def source_of(repo: Path, entry: Entry) -> Path:
     if entry.type == "bin":
         return repo / "target" / "release" / base
     if entry.type in ("file", "conf"):
+        # An init script comes from etc/NAME.init (postfix-install's rule).
+        if Path(entry.path).parent.name == "init.d":
+            return repo / "etc" / f"{base}.init"
         return repo / "etc" / base
     section = Path(entry.path).parent.name
     page = repo / "man" / section / base

@@ -1,4 +1,4 @@
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 //! What every postfix-rs program shares. Each module is named for what it
 //! is; a program crate holds only what is specific to that program.
 
@@ -6,5 +6,10 @@ pub mod atomic_file;
 pub mod config;
 pub mod error;
 pub mod features;
+pub mod log;
 pub mod msg;
+pub mod pid_file;
+pub mod queue_layout;
+pub mod server;
+pub mod sys;
 pub mod tables;

@@ -1,7 +1,9 @@
 //! Diagnostics in Postfix's form, `PROGRAM: warning: TEXT` and `PROGRAM:
 //! fatal: TEXT`, on standard error. Library code that must warn and go on
 //! (a skipped table line, a duplicate key) calls `warning`; the program
-//! name is set once by `main`. Logging to syslog arrives with libmail::log.
+//! name is set once by `main`. These are `log`'s functions under their
+//! older names: standard error as before, and the log too once
+//! `log::init` has run (see log/mod.rs).
 
 use std::sync::OnceLock;
 
@@ -25,17 +27,16 @@ pub fn program() -> &'static str {
 
 /// Prints `PROGRAM: warning: TEXT`.
 pub fn warning(text: impl std::fmt::Display) {
-    eprintln!("{}: warning: {text}", program());
+    crate::log::warning(text);
 }
 
 /// Prints `PROGRAM: fatal: TEXT` and exits with status 1.
 pub fn fatal(text: impl std::fmt::Display) -> ! {
-    eprintln!("{}: fatal: {text}", program());
-    std::process::exit(1)
+    crate::log::fatal(text)
 }
 
 /// Prints `PROGRAM: TEXT` (Postfix's informational messages, as verbose
 /// output).
 pub fn info(text: impl std::fmt::Display) {
-    eprintln!("{}: {text}", program());
+    crate::log::info(text);
 }
