@@ -292,3 +292,24 @@ def test_bad_input_is_one_clear_line(instance):
     result = subprocess.run(instance.command("-d"), capture_output=True, text=True, timeout=10)
     assert result.returncode == 1
     assert "master.cf" in result.stderr and "line 1" in result.stderr, result.stderr
+
+
+def test_wakeup_timer_triggers_a_fifo_service(instance):
+    instance.write_master_cf("wake fifo n - n 1 1 test_service\n")
+    instance.start()
+    assert (instance.queue / "public" / "wake").is_fifo()
+    wait_for(lambda: instance.log().count("trigger W") >= 2, timeout=10, what="two wakeups")
+
+
+def test_exit_after_seconds(instance):
+    proc = subprocess.run(instance.command("-d", "-e", "1"), capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 0
+    assert "terminating on signal 15" in instance.log()
+
+
+def test_missing_pid_directory_is_fatal(instance):
+    (instance.queue / "pid").rmdir()
+    result = subprocess.run(instance.command("-d"), capture_output=True, text=True, timeout=10)
+    assert result.returncode == 1
+    lock = instance.queue / "pid" / "master.pid"
+    assert result.stderr.strip() == f"postfix/master: fatal: open lock file {lock}: No such file or directory"
