@@ -313,3 +313,21 @@ def test_missing_pid_directory_is_fatal(instance):
     assert result.returncode == 1
     lock = instance.queue / "pid" / "master.pid"
     assert result.stderr.strip() == f"postfix/master: fatal: open lock file {lock}: No such file or directory"
+
+
+def test_pass_service_receives_the_client_socket(instance):
+    """A `pass` service gets each client as a descriptor sent over its
+    socket (as postscreen hands clients to smtpd)."""
+    instance.write_master_cf("handoff pass n - n - 1 test_service\n")
+    instance.start()
+    ours, theirs = socket.socketpair()
+    with socket.socket(socket.AF_UNIX) as carrier:
+        carrier.settimeout(10)
+        carrier.connect(str(instance.queue / "public" / "handoff"))
+        socket.send_fds(carrier, [b"x"], [theirs.fileno()])
+    theirs.close()
+    ours.settimeout(10)
+    assert ours.recv(100).startswith(b"hello from ")
+    ours.sendall(b"over\n")
+    assert ours.recv(100) == b"over\n"
+    ours.close()

@@ -147,6 +147,8 @@ pub enum Client {
 enum Listener {
     Tcp(TcpListener),
     Unix(UnixListener),
+    /// A `pass` service: each connection hands over one client socket.
+    Pass(UnixListener),
     Fifo(std::fs::File),
     Datagram(UnixDatagram),
 }
@@ -155,7 +157,7 @@ impl Listener {
     fn fd(&self) -> BorrowedFd<'_> {
         match self {
             Listener::Tcp(socket) => socket.as_fd(),
-            Listener::Unix(socket) => socket.as_fd(),
+            Listener::Unix(socket) | Listener::Pass(socket) => socket.as_fd(),
             Listener::Fifo(file) => file.as_fd(),
             Listener::Datagram(socket) => socket.as_fd(),
         }
@@ -174,6 +176,9 @@ impl Listener {
                 stream.set_nonblocking(false)?;
                 Ok(Client::Unix(stream))
             }),
+            Listener::Pass(socket) => socket
+                .accept()
+                .and_then(|(stream, _)| receive_client(stream)),
             Listener::Fifo(file) => read_trigger(|buf| file.read(buf)),
             Listener::Datagram(socket) => read_trigger(|buf| socket.recv(buf)),
         };
@@ -182,6 +187,19 @@ impl Listener {
             other => other.map(Some),
         }
     }
+}
+
+/// The client socket passed over `stream`; a sender that hangs up without
+/// passing one is an error, not a client.
+fn receive_client(stream: UnixStream) -> io::Result<Client> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let fd = crate::sys::receive_fd(&stream)?
+        .ok_or_else(|| io::Error::other("pass connection without a client descriptor"))?;
+    if is_unix_socket(&fd) {
+        return Ok(Client::Unix(UnixStream::from(fd)));
+    }
+    Ok(Client::Tcp(TcpStream::from(fd)))
 }
 
 fn read_trigger(mut read: impl FnMut(&mut [u8]) -> io::Result<usize>) -> io::Result<Client> {
@@ -360,6 +378,11 @@ fn take_listener(fd: RawFd, kind: ServiceType) -> Result<Listener, ServerError> 
             let socket = UnixDatagram::from(owned);
             nonblocking(socket.set_nonblocking(true))?;
             Listener::Datagram(socket)
+        }
+        ServiceType::Pass => {
+            let socket = UnixListener::from(owned);
+            nonblocking(socket.set_nonblocking(true))?;
+            Listener::Pass(socket)
         }
         _ if is_unix_socket(&owned) => {
             let socket = UnixListener::from(owned);

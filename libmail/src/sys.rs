@@ -57,6 +57,37 @@ pub fn spawn_daemon(command: &mut Command) -> io::Result<Child> {
     command.spawn()
 }
 
+/// Receives a descriptor sent with SCM_RIGHTS over `socket` (a `pass`
+/// service's client, handed over by the process that accepted it), with
+/// at most 1024 bytes of accompanying data, which is discarded.
+pub fn receive_fd(socket: &std::os::unix::net::UnixStream) -> io::Result<Option<OwnedFd>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let mut data = [0u8; 1024];
+    let mut iov = [io::IoSliceMut::new(&mut data)];
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    let message = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(io::Error::from)?;
+    let mut received: Vec<OwnedFd> = Vec::new();
+    for control in message.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = control {
+            // SAFETY: the kernel has just installed these descriptors in
+            // our table for us; nothing else owns them.
+            received.extend(
+                fds.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    // Extra descriptors are closed as `received` goes.
+    Ok(received.into_iter().next())
+}
+
 /// Takes ownership of a descriptor that master placed at a fixed number.
 /// The caller checks first that it is open (fcntl F_GETFD); it is called
 /// once per number, so nothing else in the process owns it.
