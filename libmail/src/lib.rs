@@ -1,11 +1,14 @@
 #![deny(unsafe_code)]
 //! What every postfix-rs program shares. Each module is named for what it
 //! is; a program crate holds only what is specific to that program.
+//! `unsafe` is denied everywhere except `sys` (descriptors at fixed
+//! numbers for children, SCM_RIGHTS, setsid), which allows it explicitly.
 
 pub mod atomic_file;
 pub mod config;
 pub mod error;
 pub mod features;
+pub mod ipc;
 pub mod log;
 pub mod msg;
 pub mod pid_file;
