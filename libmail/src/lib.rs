@@ -10,6 +10,7 @@ pub mod error;
 pub mod features;
 pub mod ipc;
 pub mod log;
+pub mod match_list;
 pub mod msg;
 pub mod pid_file;
 pub mod queue_layout;
