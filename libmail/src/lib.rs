@@ -14,6 +14,7 @@ pub mod match_list;
 pub mod msg;
 pub mod pid_file;
 pub mod queue_layout;
+pub mod resolve;
 pub mod server;
 pub mod sys;
 pub mod tables;
