@@ -862,6 +862,7 @@ def _type_examples(side: Side) -> dict[str, tuple[str, str, str | None]]:
         "regexp": (f"regexp:{side.root}/regexp", "spam", "REJECT spam"),
         "pcre": (f"pcre:{side.root}/pcre", "spam", "REJECT spam"),
         "cidr": (f"cidr:{side.root}/cidr", "10.1.2.3", "ten"),
+        "proxy": (f"proxy:hash:{side.root}/access", "example.com", "OK"),
     }
 
 

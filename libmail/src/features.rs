@@ -4,8 +4,8 @@
 
 /// Lookup table types (`type:name` in main.cf).
 pub const TABLE_TYPES: &[&str] = &[
-    "btree", "cdb", "cidr", "hash", "inline", "mysql", "pcre", "regexp", "static", "texthash",
-    "unix",
+    "btree", "cdb", "cidr", "hash", "inline", "mysql", "pcre", "proxy", "regexp", "static",
+    "texthash", "unix",
 ];
 
 /// SASL server plugin types (smtpd_sasl_type).

@@ -15,6 +15,7 @@ pub mod msg;
 pub mod pid_file;
 pub mod queue_layout;
 pub mod resolve;
+pub mod restrict;
 pub mod server;
 pub mod sys;
 pub mod tables;

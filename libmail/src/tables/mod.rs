@@ -181,6 +181,13 @@ pub fn open(spec: &str) -> Result<Dict, TableError> {
 /// Opens `type:name`.
 pub fn open_with(spec: &str, options: OpenOptions) -> Result<Dict, TableError> {
     let (kind, name) = split_spec(spec)?;
+    if kind == "proxy" {
+        // proxymap shares tables between processes; each process opening
+        // the table itself gets the same answers.
+        let mut dict = open_with(name, options)?;
+        dict.spec = spec.to_string();
+        return Ok(dict);
+    }
     let table: Box<dyn Table> = match kind {
         "hash" | "btree" => Box::new(hash::IndexedTable::open(IndexedKind::Hash, name)?),
         "cdb" => Box::new(hash::IndexedTable::open(IndexedKind::Cdb, name)?),
@@ -239,6 +246,13 @@ mod tests {
                 "{kind}"
             );
         }
+    }
+
+    #[test]
+    fn proxy_opens_the_table_itself() {
+        let mut dict = open("proxy:inline:{a=1}").unwrap();
+        assert_eq!(dict.spec(), "proxy:inline:{a=1}");
+        assert_eq!(dict.lookup("A").unwrap().as_deref(), Some("1"));
     }
 
     #[test]

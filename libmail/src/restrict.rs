@@ -1,0 +1,935 @@
+//! smtpd's access restrictions (smtpd_client/helo/sender/relay/recipient
+//! restrictions and restriction classes) evaluated as a function without
+//! I/O of its own: lookups go through libmail::tables, match_list and
+//! resolve. The result is the decision, the side actions (HOLD, DISCARD,
+//! PREPEND, REDIRECT, FILTER) and the trail of restrictions that led to
+//! it, for the log, for tests, and for an explain command.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::config::{value::split_list, Config, ConfigError};
+use crate::match_list::NetworkList;
+use crate::resolve::{AddressClass, Resolver};
+use crate::tables::search::{self, mail_access_keys, SearchKey};
+use crate::tables::{self, Dict, LookupError, Maps, OpenOptions, TableError};
+
+/// What the restrictions are asked about.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub client_name: String,
+    pub client_addr: Option<IpAddr>,
+    pub helo: Option<String>,
+    pub sender: Option<String>,
+    pub recipient: Option<String>,
+    /// The client sent commands before it was allowed to (pipelining
+    /// without the extension).
+    pub improper_pipelining: bool,
+}
+
+/// A rejection or deferral reply, e.g. `554 5.7.1 <a@b>: Relay access denied`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub dsn: String,
+    pub text: String,
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.code, self.dsn, self.text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Permit,
+    /// No restriction decided: the caller's default (accept).
+    Dunno,
+    Reject(Reply),
+}
+
+/// Actions that do not end the evaluation but apply to the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Discard(String),
+    Hold(String),
+    Prepend(String),
+    Redirect(String),
+    Filter(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub decision: Decision,
+    pub actions: Vec<Action>,
+    /// `restriction=result` for each step taken.
+    pub trail: Vec<String>,
+}
+
+/// What is being checked, for the reply text and the access lookups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    Client,
+    Helo,
+    Sender,
+    Recipient,
+}
+
+impl Subject {
+    fn rejected(self) -> &'static str {
+        match self {
+            Subject::Client => "Client host rejected",
+            Subject::Helo => "Helo command rejected",
+            Subject::Sender => "Sender address rejected",
+            Subject::Recipient => "Recipient address rejected",
+        }
+    }
+}
+
+enum Step {
+    Permit,
+    Reject,
+    Defer,
+    PermitMynetworks,
+    RejectUnauthDestination,
+    DeferUnauthDestination,
+    PermitAuthDestination,
+    RejectUnlistedRecipient,
+    RejectNonFqdn(Subject),
+    RejectInvalidHelo,
+    RejectUnauthPipelining,
+    CheckAccess(Subject, Box<Dict>),
+    Class(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestrictError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Table(#[from] TableError),
+    #[error("unknown smtpd restriction: \"{0}\"")]
+    Unknown(String),
+    #[error("restriction {0} needs a table argument")]
+    MissingTable(String),
+}
+
+/// Reply codes from main.cf.
+struct Codes {
+    reject: u16,
+    defer: u16,
+    access_reject: u16,
+    access_defer: u16,
+    relay_reject: u16,
+    non_fqdn: u16,
+    invalid_hostname: u16,
+    unknown_local: u16,
+}
+
+/// The restriction lists of main.cf, parsed and with their tables open.
+pub struct Restrictions {
+    lists: HashMap<String, Vec<Step>>,
+    codes: Codes,
+    mynetworks: NetworkList,
+    resolver: Resolver,
+    local_recipient_maps: Option<Maps>,
+    delimiters: String,
+    parent_access: bool,
+}
+
+const LISTS: [&str; 7] = [
+    "smtpd_client_restrictions",
+    "smtpd_helo_restrictions",
+    "smtpd_sender_restrictions",
+    "smtpd_relay_restrictions",
+    "smtpd_recipient_restrictions",
+    "smtpd_data_restrictions",
+    "smtpd_end_of_data_restrictions",
+];
+
+impl Restrictions {
+    pub fn new(config: &Config) -> Result<Restrictions, RestrictError> {
+        let mut lists = HashMap::new();
+        let classes = config.list("smtpd_restriction_classes")?;
+        for name in LISTS.iter().map(|s| s.to_string()).chain(classes) {
+            let steps = parse_steps(&config.string(&name)?)?;
+            lists.insert(name, steps);
+        }
+        check_classes(&lists)?;
+        let code = |name: &str| -> Result<u16, RestrictError> {
+            Ok(config.int(name)?.clamp(400, 599) as u16)
+        };
+        let local_maps = config.string("local_recipient_maps")?;
+        let parents = config.list("parent_domain_matches_subdomains")?;
+        Ok(Restrictions {
+            lists,
+            codes: Codes {
+                reject: code("reject_code")?,
+                defer: code("defer_code")?,
+                access_reject: code("access_map_reject_code")?,
+                access_defer: code("access_map_defer_code")?,
+                relay_reject: code("relay_domains_reject_code")?,
+                non_fqdn: code("non_fqdn_reject_code")?,
+                invalid_hostname: code("invalid_hostname_reject_code")?,
+                unknown_local: code("unknown_local_recipient_reject_code")?,
+            },
+            mynetworks: NetworkList::new(&config.string("mynetworks")?)?,
+            resolver: Resolver::new(config).map_err(|e| match e {
+                crate::resolve::ResolveError::Config(c) => RestrictError::Config(c),
+                crate::resolve::ResolveError::Table(t) => RestrictError::Table(t),
+            })?,
+            local_recipient_maps: if local_maps.trim().is_empty() {
+                None
+            } else {
+                Some(Maps::open(
+                    "local_recipient_maps",
+                    &local_maps,
+                    OpenOptions::default(),
+                )?)
+            },
+            delimiters: config.string("recipient_delimiter")?,
+            parent_access: parents.iter().any(|p| p == "smtpd_access_maps"),
+        })
+    }
+
+    /// Evaluates one list (`smtpd_recipient_restrictions`, say). A table
+    /// that cannot answer is a temporary failure for the caller (4xx).
+    pub fn evaluate(&mut self, list: &str, context: &Context) -> Result<Verdict, LookupError> {
+        let mut verdict = Verdict {
+            decision: Decision::Dunno,
+            actions: Vec::new(),
+            trail: Vec::new(),
+        };
+        verdict.decision = self.run(list, context, &mut verdict, 0)?;
+        Ok(verdict)
+    }
+
+    fn run(
+        &mut self,
+        list: &str,
+        context: &Context,
+        verdict: &mut Verdict,
+        depth: usize,
+    ) -> Result<Decision, LookupError> {
+        // Taken out while it runs, so that its tables can be used mutably
+        // alongside the rest of `self`.
+        let Some(mut steps) = self.lists.remove(list) else {
+            return Ok(Decision::Dunno);
+        };
+        let mut outcome = Ok(Decision::Dunno);
+        for step in &mut steps {
+            match self.step(step, context, verdict, depth) {
+                Ok(Decision::Dunno) => continue,
+                other => {
+                    outcome = other;
+                    break;
+                }
+            }
+        }
+        self.lists.insert(list.to_string(), steps);
+        outcome
+    }
+
+    fn step(
+        &mut self,
+        step: &mut Step,
+        context: &Context,
+        verdict: &mut Verdict,
+        depth: usize,
+    ) -> Result<Decision, LookupError> {
+        let decision = match step {
+            Step::Permit => Decision::Permit,
+            Step::Reject => self.generic(context, self.codes.reject, "5.7.1", "Access denied"),
+            Step::Defer => self.generic(context, self.codes.defer, "4.7.1", "Access denied"),
+            Step::PermitMynetworks => match context.client_addr {
+                Some(addr) if self.mynetworks.matches(addr, Some(&context.client_name))? => {
+                    Decision::Permit
+                }
+                _ => Decision::Dunno,
+            },
+            Step::RejectUnauthDestination => {
+                self.unauth_destination(context, self.codes.relay_reject)?
+            }
+            Step::DeferUnauthDestination => self.unauth_destination(context, self.codes.defer)?,
+            Step::PermitAuthDestination => match &context.recipient {
+                Some(rcpt) if self.is_authorized_destination(rcpt)? => Decision::Permit,
+                _ => Decision::Dunno,
+            },
+            Step::RejectUnlistedRecipient => self.unlisted_recipient(context)?,
+            Step::RejectNonFqdn(subject) => self.non_fqdn(*subject, context),
+            Step::RejectInvalidHelo => self.invalid_helo(context),
+            Step::RejectUnauthPipelining if context.improper_pipelining => {
+                Decision::Reject(Reply {
+                    code: 503,
+                    dsn: "5.5.0".into(),
+                    text: "Error: improper use of SMTP command pipelining".into(),
+                })
+            }
+            Step::RejectUnauthPipelining => Decision::Dunno,
+            Step::CheckAccess(subject, dict) => {
+                let subject = *subject;
+                let found = self.access_lookup(subject, dict, context)?;
+                match found {
+                    Some((key, value)) => {
+                        self.access_action(subject, &key, &value, context, verdict, depth)?
+                    }
+                    None => Decision::Dunno,
+                }
+            }
+            Step::Class(name) if depth < 10 => {
+                let name = name.clone();
+                self.run(&name, context, verdict, depth + 1)?
+            }
+            Step::Class(_) => Decision::Dunno,
+        };
+        verdict
+            .trail
+            .push(format!("{}={}", step_name(step), decision_name(&decision)));
+        Ok(decision)
+    }
+
+    fn generic(&self, context: &Context, code: u16, dsn: &str, text: &str) -> Decision {
+        let subject = current_subject(context);
+        Decision::Reject(reply(
+            code,
+            dsn,
+            &subject_name(subject, context),
+            subject.rejected(),
+            text,
+        ))
+    }
+
+    /// Whether the recipient's real destination is ours to accept. Relay
+    /// tricks in a local address (`user%host@local`, `host!user@local`,
+    /// `"user@host"@local`) are followed to where they point, so they
+    /// never make a remote destination look local.
+    fn is_authorized_destination(&mut self, recipient: &str) -> Result<bool, LookupError> {
+        let mut address = recipient.to_string();
+        for _ in 0..10 {
+            let (localpart, domain) = search::split_address(&address);
+            let class = self.resolver.classify(domain.unwrap_or(""))?;
+            if class != AddressClass::Local {
+                return Ok(class != AddressClass::Default);
+            }
+            match routed_elsewhere(localpart) {
+                Some(next) => address = next,
+                None => return Ok(true),
+            }
+        }
+        Ok(false)
+    }
+
+    fn unauth_destination(
+        &mut self,
+        context: &Context,
+        code: u16,
+    ) -> Result<Decision, LookupError> {
+        let Some(rcpt) = &context.recipient else {
+            return Ok(Decision::Dunno);
+        };
+        if self.is_authorized_destination(rcpt)? {
+            return Ok(Decision::Dunno);
+        }
+        let dsn = if code < 500 { "4.7.1" } else { "5.7.1" };
+        Ok(Decision::Reject(Reply {
+            code,
+            dsn: dsn.into(),
+            text: format!("<{rcpt}>: Relay access denied"),
+        }))
+    }
+
+    fn unlisted_recipient(&mut self, context: &Context) -> Result<Decision, LookupError> {
+        let (Some(rcpt), Some(maps)) = (&context.recipient, self.local_recipient_maps.as_mut())
+        else {
+            return Ok(Decision::Dunno);
+        };
+        let (_, domain) = search::split_address(rcpt);
+        if self.resolver.classify(domain.unwrap_or(""))? != AddressClass::Local {
+            return Ok(Decision::Dunno);
+        }
+        let keys = search::mail_addr_keys(rcpt, &self.delimiters, true);
+        if maps.search(&keys)?.is_some() {
+            return Ok(Decision::Dunno);
+        }
+        Ok(Decision::Reject(reply(
+            self.codes.unknown_local,
+            "5.1.1",
+            rcpt,
+            Subject::Recipient.rejected(),
+            "User unknown in local recipient table",
+        )))
+    }
+
+    fn non_fqdn(&self, subject: Subject, context: &Context) -> Decision {
+        let (name, what) = match subject {
+            Subject::Helo => (context.helo.as_deref(), "hostname"),
+            Subject::Sender => (
+                context.sender.as_deref().filter(|s| !s.is_empty()),
+                "address",
+            ),
+            _ => (context.recipient.as_deref(), "address"),
+        };
+        let Some(name) = name else {
+            return Decision::Dunno;
+        };
+        let domain = if subject == Subject::Helo {
+            Some(name)
+        } else {
+            search::split_address(name).1
+        };
+        let fqdn =
+            domain.is_some_and(|d| d.trim_matches(['[', ']']).contains('.') || d.starts_with('['));
+        if fqdn {
+            return Decision::Dunno;
+        }
+        Decision::Reject(reply(
+            self.codes.non_fqdn,
+            "5.5.2",
+            name,
+            subject.rejected(),
+            &format!("need fully-qualified {what}"),
+        ))
+    }
+
+    fn invalid_helo(&self, context: &Context) -> Decision {
+        let Some(helo) = context.helo.as_deref() else {
+            return Decision::Dunno;
+        };
+        if valid_hostname_or_literal(helo) {
+            return Decision::Dunno;
+        }
+        Decision::Reject(reply(
+            self.codes.invalid_hostname,
+            "5.5.2",
+            helo,
+            Subject::Helo.rejected(),
+            "Invalid name",
+        ))
+    }
+
+    fn access_lookup(
+        &self,
+        subject: Subject,
+        dict: &mut Dict,
+        context: &Context,
+    ) -> Result<Option<(String, String)>, LookupError> {
+        let keys = match subject {
+            Subject::Client => client_keys(context, self.parent_access),
+            Subject::Helo => context
+                .helo
+                .as_deref()
+                .map(|h| search::host_keys(h, self.parent_access))
+                .unwrap_or_default(),
+            Subject::Sender => match context.sender.as_deref() {
+                Some("") => vec![SearchKey {
+                    key: "<>".into(),
+                    partial: false,
+                }],
+                Some(s) => mail_access_keys(s, &self.delimiters, self.parent_access),
+                None => Vec::new(),
+            },
+            Subject::Recipient => context
+                .recipient
+                .as_deref()
+                .map(|r| mail_access_keys(r, &self.delimiters, self.parent_access))
+                .unwrap_or_default(),
+        };
+        Ok(search::search(dict, &keys)?.map(|found| (found.key, found.value)))
+    }
+
+    fn access_action(
+        &mut self,
+        subject: Subject,
+        _key: &str,
+        value: &str,
+        context: &Context,
+        verdict: &mut Verdict,
+        depth: usize,
+    ) -> Result<Decision, LookupError> {
+        let name = subject_name(subject, context);
+        let (word, rest) = match value.split_once(char::is_whitespace) {
+            Some((w, r)) => (w, r.trim()),
+            None => (value, ""),
+        };
+        let text_or = |default: &str| {
+            if rest.is_empty() {
+                default.to_string()
+            } else {
+                rest.to_string()
+            }
+        };
+        let upper = word.to_ascii_uppercase();
+        Ok(match upper.as_str() {
+            "OK" | "RELAY" => Decision::Permit,
+            "DUNNO" => Decision::Dunno,
+            "REJECT" => Decision::Reject(access_reply(
+                self.codes.access_reject,
+                &name,
+                subject,
+                &text_or("Access denied"),
+            )),
+            "DEFER" => Decision::Reject(access_reply(
+                self.codes.access_defer,
+                &name,
+                subject,
+                &text_or("Access denied"),
+            )),
+            "DISCARD" => {
+                verdict.actions.push(Action::Discard(rest.to_string()));
+                Decision::Permit
+            }
+            "HOLD" => side(verdict, Action::Hold(rest.to_string())),
+            "PREPEND" => side(verdict, Action::Prepend(rest.to_string())),
+            "REDIRECT" => side(verdict, Action::Redirect(rest.to_string())),
+            "FILTER" => side(verdict, Action::Filter(rest.to_string())),
+            _ if is_reply_code(word) => {
+                let code: u16 = word.parse().unwrap_or(554);
+                Decision::Reject(access_reply(
+                    code,
+                    &name,
+                    subject,
+                    &text_or("Access denied"),
+                ))
+            }
+            _ if word.bytes().all(|b| b.is_ascii_digit()) => Decision::Permit,
+            _ => {
+                // A restriction or class name as the action.
+                let mut steps = parse_steps(value).unwrap_or_default();
+                let mut decision = Decision::Dunno;
+                for step in &mut steps {
+                    decision = self.step(step, context, verdict, depth + 1)?;
+                    if decision != Decision::Dunno {
+                        break;
+                    }
+                }
+                decision
+            }
+        })
+    }
+}
+
+fn side(verdict: &mut Verdict, action: Action) -> Decision {
+    verdict.actions.push(action);
+    Decision::Dunno
+}
+
+fn is_reply_code(word: &str) -> bool {
+    word.len() == 3
+        && matches!(word.as_bytes()[0], b'4' | b'5')
+        && word.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn access_reply(code: u16, name: &str, subject: Subject, text: &str) -> Reply {
+    let (dsn, text) = split_dsn(text, code);
+    reply(code, &dsn, name, subject.rejected(), &text)
+}
+
+/// `5.1.1 text` at the start of an access text is the enhanced status
+/// code; its class follows the reply code.
+fn split_dsn(text: &str, code: u16) -> (String, String) {
+    let class = if code < 500 { '4' } else { '5' };
+    if let Some((first, rest)) = text.split_once(' ') {
+        let parts: Vec<&str> = first.split('.').collect();
+        if parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return (
+                format!("{class}.{}.{}", parts[1], parts[2]),
+                rest.to_string(),
+            );
+        }
+    }
+    (format!("{class}.7.1"), text.to_string())
+}
+
+fn reply(code: u16, dsn: &str, name: &str, rejected: &str, text: &str) -> Reply {
+    Reply {
+        code,
+        dsn: dsn.to_string(),
+        text: format!("<{name}>: {rejected}: {text}"),
+    }
+}
+
+fn current_subject(context: &Context) -> Subject {
+    if context.recipient.is_some() {
+        Subject::Recipient
+    } else if context.sender.is_some() {
+        Subject::Sender
+    } else if context.helo.is_some() {
+        Subject::Helo
+    } else {
+        Subject::Client
+    }
+}
+
+fn subject_name(subject: Subject, context: &Context) -> String {
+    match subject {
+        Subject::Client => {
+            let addr = context
+                .client_addr
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            format!("{}[{addr}]", context.client_name)
+        }
+        Subject::Helo => context.helo.clone().unwrap_or_default(),
+        Subject::Sender => context.sender.clone().unwrap_or_default(),
+        Subject::Recipient => context.recipient.clone().unwrap_or_default(),
+    }
+}
+
+fn client_keys(context: &Context, parent: bool) -> Vec<SearchKey> {
+    let mut keys = Vec::new();
+    if !context.client_name.is_empty() && context.client_name != "unknown" {
+        keys.extend(search::host_keys(&context.client_name, parent));
+    }
+    if let Some(addr) = context.client_addr {
+        keys.extend(search::address_keys(&addr.to_string()));
+    }
+    keys
+}
+
+/// The address a local part routes to, if it hides one: `user@host`
+/// (quoted), `user%host`, or `host!user`.
+fn routed_elsewhere(localpart: &str) -> Option<String> {
+    let localpart = localpart.trim_matches('"');
+    if let Some((user, host)) = localpart.rsplit_once('@') {
+        return Some(format!("{user}@{host}"));
+    }
+    if let Some((user, host)) = localpart.rsplit_once('%') {
+        return Some(format!("{user}@{host}"));
+    }
+    let (host, user) = localpart.split_once('!')?;
+    Some(format!("{user}@{host}"))
+}
+
+fn valid_hostname_or_literal(name: &str) -> bool {
+    if let Some(literal) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        let literal = literal.strip_prefix("IPv6:").unwrap_or(literal);
+        return literal.parse::<IpAddr>().is_ok();
+    }
+    !name.is_empty()
+        && name.len() <= 255
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+fn parse_steps(value: &str) -> Result<Vec<Step>, RestrictError> {
+    let mut words = split_list(value).into_iter();
+    let mut steps = Vec::new();
+    while let Some(word) = words.next() {
+        let step = match word {
+            "permit" => Step::Permit,
+            "reject" => Step::Reject,
+            "defer" => Step::Defer,
+            "permit_mynetworks" => Step::PermitMynetworks,
+            "reject_unauth_destination" => Step::RejectUnauthDestination,
+            "defer_unauth_destination" => Step::DeferUnauthDestination,
+            "permit_auth_destination" => Step::PermitAuthDestination,
+            "reject_unlisted_recipient" | "check_recipient_maps" => Step::RejectUnlistedRecipient,
+            "reject_non_fqdn_helo_hostname" | "reject_non_fqdn_hostname" => {
+                Step::RejectNonFqdn(Subject::Helo)
+            }
+            "reject_non_fqdn_sender" => Step::RejectNonFqdn(Subject::Sender),
+            "reject_non_fqdn_recipient" => Step::RejectNonFqdn(Subject::Recipient),
+            "reject_invalid_helo_hostname" | "reject_invalid_hostname" => Step::RejectInvalidHelo,
+            "reject_unauth_pipelining" => Step::RejectUnauthPipelining,
+            "permit_sasl_authenticated" | "reject_unlisted_sender" => continue,
+            "check_client_access"
+            | "check_helo_access"
+            | "check_sender_access"
+            | "check_recipient_access" => {
+                let subject = match word {
+                    "check_client_access" => Subject::Client,
+                    "check_helo_access" => Subject::Helo,
+                    "check_sender_access" => Subject::Sender,
+                    _ => Subject::Recipient,
+                };
+                let table = words
+                    .next()
+                    .ok_or_else(|| RestrictError::MissingTable(word.to_string()))?;
+                Step::CheckAccess(subject, Box::new(tables::open(table)?))
+            }
+            name if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                Step::Class(name.to_string())
+            }
+            other => return Err(RestrictError::Unknown(other.to_string())),
+        };
+        steps.push(step);
+    }
+    Ok(steps)
+}
+
+/// A name that is not a restriction must be a class of
+/// smtpd_restriction_classes; otherwise it is a typo that would
+/// silently do nothing.
+fn check_classes(lists: &HashMap<String, Vec<Step>>) -> Result<(), RestrictError> {
+    for steps in lists.values() {
+        for step in steps {
+            if let Step::Class(name) = step {
+                if !lists.contains_key(name) {
+                    return Err(RestrictError::Unknown(name.clone()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn step_name(step: &Step) -> String {
+    match step {
+        Step::Permit => "permit".into(),
+        Step::Reject => "reject".into(),
+        Step::Defer => "defer".into(),
+        Step::PermitMynetworks => "permit_mynetworks".into(),
+        Step::RejectUnauthDestination => "reject_unauth_destination".into(),
+        Step::DeferUnauthDestination => "defer_unauth_destination".into(),
+        Step::PermitAuthDestination => "permit_auth_destination".into(),
+        Step::RejectUnlistedRecipient => "reject_unlisted_recipient".into(),
+        Step::RejectNonFqdn(s) => format!("reject_non_fqdn_{s:?}").to_ascii_lowercase(),
+        Step::RejectInvalidHelo => "reject_invalid_helo_hostname".into(),
+        Step::RejectUnauthPipelining => "reject_unauth_pipelining".into(),
+        Step::CheckAccess(s, dict) => {
+            format!("check_{s:?}_access {}", dict.spec()).to_ascii_lowercase()
+        }
+        Step::Class(name) => name.clone(),
+    }
+}
+
+fn decision_name(decision: &Decision) -> String {
+    match decision {
+        Decision::Permit => "permit".into(),
+        Decision::Dunno => "dunno".into(),
+        Decision::Reject(reply) => reply.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn restrictions(extra: &str) -> Restrictions {
+        let text = format!(
+            "myhostname = mail.example.com\nmydomain = example.com\ninet_interfaces = 127.0.0.1\n\
+             compatibility_level = 3.7\nmynetworks = 127.0.0.0/8 192.168.1.0/24\n\
+             relay_domains = relay.example\nlocal_recipient_maps =\n{extra}"
+        );
+        let config = Config::from_text(std::path::Path::new("/nonexistent"), &text).unwrap();
+        Restrictions::new(&config).unwrap()
+    }
+
+    fn rcpt(client: &str, recipient: &str) -> Context {
+        Context {
+            client_name: "unknown".into(),
+            client_addr: Some(client.parse().unwrap()),
+            helo: Some("client.example".into()),
+            sender: Some("s@sender.example".into()),
+            recipient: Some(recipient.into()),
+            improper_pipelining: false,
+        }
+    }
+
+    fn outcome(r: &mut Restrictions, list: &str, context: &Context) -> String {
+        decision_name(&r.evaluate(list, context).unwrap().decision)
+    }
+
+    #[test]
+    fn relay_matrix() {
+        // Postfix 3.7's default relay restrictions.
+        let mut r = restrictions("");
+        let list = "smtpd_relay_restrictions";
+        for (client, recipient, expected) in [
+            ("127.0.0.1", "u@other.example", "permit"),
+            ("192.168.1.9", "u@other.example", "permit"),
+            ("10.0.0.1", "u@mail.example.com", "dunno"),
+            ("10.0.0.1", "u@relay.example", "dunno"),
+            ("10.0.0.1", "u@sub.relay.example", "dunno"),
+            (
+                "10.0.0.1",
+                "u@other.example",
+                "450 4.7.1 <u@other.example>: Relay access denied",
+            ),
+        ] {
+            assert_eq!(
+                outcome(&mut r, list, &rcpt(client, recipient)),
+                expected,
+                "{client} {recipient}"
+            );
+        }
+    }
+
+    #[test]
+    fn relay_tricks_never_relay() {
+        let mut r = restrictions("smtpd_relay_restrictions = reject_unauth_destination\n");
+        for trick in [
+            "u%other.example@mail.example.com",
+            "other.example!u@mail.example.com",
+            "\"u@other.example\"@mail.example.com",
+            "u@other.example@mail.example.com",
+            "u%other.example%mail.example.com@mail.example.com",
+            "\"u%other.example\"@localhost",
+            "other.example!u%x@localhost",
+            "u@other.example.",
+            "u@[10.9.9.9]",
+            "u@[IPv6:2001:db8::1]",
+            "u@relay.example.evil.example",
+            "u@evilrelay.example",
+            "\"other.example!u\"@localhost",
+            "u@other.example@relay.example.invalid",
+            "u%relay.example@other.example",
+        ] {
+            let result = outcome(&mut r, "smtpd_relay_restrictions", &rcpt("10.0.0.1", trick));
+            assert!(result.starts_with("554 5.7.1 "), "{trick}: {result}");
+        }
+        assert_eq!(
+            outcome(
+                &mut r,
+                "smtpd_relay_restrictions",
+                &rcpt("10.0.0.1", "u@[127.0.0.1]")
+            ),
+            "dunno"
+        );
+    }
+
+    #[test]
+    fn access_actions() {
+        let mut r = restrictions(
+            "smtpd_recipient_restrictions = check_recipient_access inline:{ \
+             {ok@x.example=OK}, {rej@x.example=REJECT}, {txt@x.example=REJECT go away}, \
+             {code@x.example=450 4.2.0 try later}, {dunno@x.example=DUNNO}, {hold@x.example=HOLD quarantine}, \
+             {disc@x.example=DISCARD}, {pre@x.example=PREPEND X-Tag: 1}, {red@x.example=REDIRECT a@b.example}, \
+             {fil@x.example=FILTER smtp:[10.0.0.1]}, {cls@x.example=strict}, {y.example=REJECT domain} }, permit\n\
+             smtpd_restriction_classes = strict\nstrict = reject\n",
+        );
+        let list = "smtpd_recipient_restrictions";
+        let check = |r: &mut Restrictions, who: &str| outcome(r, list, &rcpt("10.0.0.1", who));
+        assert_eq!(check(&mut r, "ok@x.example"), "permit");
+        assert_eq!(
+            check(&mut r, "rej@x.example"),
+            "554 5.7.1 <rej@x.example>: Recipient address rejected: Access denied"
+        );
+        assert_eq!(
+            check(&mut r, "txt@x.example"),
+            "554 5.7.1 <txt@x.example>: Recipient address rejected: go away"
+        );
+        assert_eq!(
+            check(&mut r, "code@x.example"),
+            "450 4.2.0 <code@x.example>: Recipient address rejected: try later"
+        );
+        assert_eq!(check(&mut r, "dunno@x.example"), "permit");
+        assert_eq!(
+            check(&mut r, "cls@x.example"),
+            "554 5.7.1 <cls@x.example>: Recipient address rejected: Access denied"
+        );
+        assert_eq!(
+            check(&mut r, "anyone@sub.y.example"),
+            "554 5.7.1 <anyone@sub.y.example>: Recipient address rejected: domain"
+        );
+        let verdict = r
+            .evaluate(list, &rcpt("10.0.0.1", "hold@x.example"))
+            .unwrap();
+        assert_eq!(verdict.actions, vec![Action::Hold("quarantine".into())]);
+        assert_eq!(verdict.decision, Decision::Permit);
+        let verdict = r
+            .evaluate(list, &rcpt("10.0.0.1", "disc@x.example"))
+            .unwrap();
+        assert_eq!(verdict.actions, vec![Action::Discard(String::new())]);
+        for (who, action) in [
+            ("pre@x.example", Action::Prepend("X-Tag: 1".into())),
+            ("red@x.example", Action::Redirect("a@b.example".into())),
+            ("fil@x.example", Action::Filter("smtp:[10.0.0.1]".into())),
+        ] {
+            assert_eq!(
+                r.evaluate(list, &rcpt("10.0.0.1", who)).unwrap().actions,
+                vec![action]
+            );
+        }
+    }
+
+    #[test]
+    fn client_and_helo_checks() {
+        let mut r = restrictions(
+            "smtpd_client_restrictions = check_client_access inline:{10.1.2=REJECT}\n\
+             smtpd_helo_restrictions = reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname\n\
+             smtpd_sender_restrictions = reject_non_fqdn_sender\n",
+        );
+        assert_eq!(
+            outcome(
+                &mut r,
+                "smtpd_client_restrictions",
+                &rcpt("10.1.2.3", "u@x.example")
+            ),
+            "554 5.7.1 <unknown[10.1.2.3]>: Client host rejected: Access denied"
+        );
+        let mut context = rcpt("10.0.0.1", "u@x.example");
+        context.helo = Some("bad..name".into());
+        assert_eq!(
+            outcome(&mut r, "smtpd_helo_restrictions", &context),
+            "501 5.5.2 <bad..name>: Helo command rejected: Invalid name"
+        );
+        context.helo = Some("localhost".into());
+        assert_eq!(
+            outcome(&mut r, "smtpd_helo_restrictions", &context),
+            "504 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname"
+        );
+        context.sender = Some("root".into());
+        assert_eq!(
+            outcome(&mut r, "smtpd_sender_restrictions", &context),
+            "504 5.5.2 <root>: Sender address rejected: need fully-qualified address"
+        );
+    }
+
+    #[test]
+    fn unlisted_local_recipients() {
+        let mut r = restrictions(
+            "local_recipient_maps = inline:{root=x, alice=x}\nrecipient_delimiter = +\n\
+             smtpd_recipient_restrictions = reject_unlisted_recipient\n",
+        );
+        let list = "smtpd_recipient_restrictions";
+        assert_eq!(
+            outcome(
+                &mut r,
+                list,
+                &rcpt("10.0.0.1", "alice+tag@mail.example.com")
+            ),
+            "dunno"
+        );
+        assert_eq!(
+            outcome(&mut r, list, &rcpt("10.0.0.1", "bob@localhost")),
+            "550 5.1.1 <bob@localhost>: Recipient address rejected: User unknown in local recipient table"
+        );
+        assert_eq!(
+            outcome(&mut r, list, &rcpt("10.0.0.1", "bob@other.example")),
+            "dunno"
+        );
+    }
+
+    #[test]
+    fn unknown_restriction_is_a_config_error() {
+        let text = "local_recipient_maps =\nsmtpd_recipient_restrictions = permit_everything\n";
+        let config = Config::from_text(std::path::Path::new("/nonexistent"), text).unwrap();
+        let err = Restrictions::new(&config).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "unknown smtpd restriction: \"permit_everything\""
+        );
+        let config = Config::from_text(
+            std::path::Path::new("/nonexistent"),
+            "local_recipient_maps =\nsmtpd_recipient_restrictions = check_recipient_access\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            Restrictions::new(&config),
+            Err(RestrictError::MissingTable(_))
+        ));
+    }
+}
