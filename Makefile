@@ -37,6 +37,7 @@ all:
 	$(CARGO) build --release --workspace
 	@# The daemon the master tests run (tests/test_master.py), not installed.
 	$(CARGO) build --release -p libmail --example test_service
+	$(CARGO) build --release -p libmail --example make_queue_file
 	@# newaliases is postalias under another name (a link, as Postfix's is
 	@# to sendmail); installed as a file of its own at $$newaliases_path.
 	ln -f target/release/postalias target/release/newaliases

@@ -60,7 +60,8 @@ impl Message {
     }
 
     pub fn push(&mut self, name: &str, value: impl AsRef<[u8]>) {
-        self.attributes.push((name.to_string(), value.as_ref().to_vec()));
+        self.attributes
+            .push((name.to_string(), value.as_ref().to_vec()));
     }
 
     /// The first value of `name`.
@@ -81,7 +82,9 @@ impl Message {
 
     /// A required attribute as text.
     pub fn text(&self, name: &str) -> Result<&str, IpcError> {
-        let value = self.get(name).ok_or_else(|| IpcError::Missing(name.to_string()))?;
+        let value = self
+            .get(name)
+            .ok_or_else(|| IpcError::Missing(name.to_string()))?;
         std::str::from_utf8(value).map_err(|_| IpcError::BadValue {
             name: name.to_string(),
             reason: "not UTF-8".to_string(),
@@ -122,7 +125,9 @@ fn parse_payload(mut payload: &[u8]) -> Result<Message, IpcError> {
     let mut message = Message::new();
     while let Some((&name_len, rest)) = payload.split_first() {
         let name_len = name_len as usize;
-        let name = rest.get(..name_len).ok_or(IpcError::Malformed("truncated name"))?;
+        let name = rest
+            .get(..name_len)
+            .ok_or(IpcError::Malformed("truncated name"))?;
         let name = std::str::from_utf8(name).map_err(|_| IpcError::Malformed("name not UTF-8"))?;
         let rest = &rest[name_len..];
         let len_bytes: [u8; 4] = rest
@@ -167,8 +172,8 @@ impl Decoder {
         let Some(len_bytes) = self.buffer.get(1..HEADER_LEN) else {
             return Ok(None);
         };
-        let len = u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]])
-            as usize;
+        let len =
+            u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
         if len > MAX_PAYLOAD {
             return Err(IpcError::TooLarge(len));
         }
@@ -234,7 +239,10 @@ mod tests {
         assert_eq!(back.text("request").unwrap(), "cleanup");
         assert_eq!(back.all("recipient").count(), 2);
         assert!(matches!(back.text("nope"), Err(IpcError::Missing(_))));
-        assert!(matches!(back.number("sender"), Err(IpcError::BadValue { .. })));
+        assert!(matches!(
+            back.number("sender"),
+            Err(IpcError::BadValue { .. })
+        ));
         assert!(!decoder.is_partial());
     }
 
@@ -258,7 +266,10 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         let mut decoder = Decoder::new();
         decoder.push(b"EHLO x\r\n");
-        assert!(matches!(decoder.next_message(), Err(IpcError::Version(b'E'))));
+        assert!(matches!(
+            decoder.next_message(),
+            Err(IpcError::Version(b'E'))
+        ));
         let mut decoder = Decoder::new();
         decoder.push(&[VERSION, 0xff, 0xff, 0xff, 0xff]);
         assert!(matches!(decoder.next_message(), Err(IpcError::TooLarge(_))));
@@ -282,6 +293,9 @@ mod tests {
         drop(a);
         let mut decoder = Decoder::new();
         assert_eq!(receive(&mut b, &mut decoder).unwrap(), sample());
-        assert!(matches!(receive(&mut b, &mut decoder), Err(IpcError::Closed)));
+        assert!(matches!(
+            receive(&mut b, &mut decoder),
+            Err(IpcError::Closed)
+        ));
     }
 }

@@ -13,6 +13,7 @@ pub mod log;
 pub mod match_list;
 pub mod msg;
 pub mod pid_file;
+pub mod queue;
 pub mod queue_layout;
 pub mod resolve;
 pub mod restrict;
