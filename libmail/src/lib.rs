@@ -17,6 +17,7 @@ pub mod queue;
 pub mod queue_layout;
 pub mod resolve;
 pub mod restrict;
+pub mod rewrite;
 pub mod server;
 pub mod sys;
 pub mod tables;
