@@ -25,6 +25,7 @@ pub mod params;
 pub mod policy;
 pub mod received;
 pub mod reply;
+pub mod restrictions;
 mod session;
 pub mod settings;
 

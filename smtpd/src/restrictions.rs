@@ -1,0 +1,221 @@
+//! The `Policy` that main.cf's restriction lists give a session: each
+//! stage evaluated by libmail::restrict (relay restrictions before
+//! recipient restrictions, as Postfix 2.10 and later), its verdict turned
+//! into the session's decision. A table that cannot answer is a temporary
+//! failure (`451 4.3.0 ...: Temporary lookup failure`), never a permit.
+
+use libmail::restrict::{Action, Context, Decision as Verdict, Restrictions};
+
+use crate::address::{Address, Path};
+use crate::policy::{Decision, Policy, Refusal, View};
+
+pub struct RestrictionPolicy {
+    restrictions: Restrictions,
+}
+
+impl RestrictionPolicy {
+    pub fn new(restrictions: Restrictions) -> RestrictionPolicy {
+        RestrictionPolicy { restrictions }
+    }
+
+    /// Evaluates lists in order; the first that decides wins, a permit
+    /// moves on to the next list.
+    fn run(&mut self, lists: &[&str], view: &View) -> Decision {
+        let context = context(view);
+        let mut held = None;
+        for list in lists {
+            let verdict = match self.restrictions.evaluate(list, &context) {
+                Ok(verdict) => verdict,
+                Err(_) => return Decision::Reject(temporary_failure(view)),
+            };
+            for action in verdict.actions {
+                match action {
+                    Action::Discard(text) => return Decision::Discard(text),
+                    Action::Hold(text) => held = Some(text),
+                    // PREPEND, REDIRECT and FILTER need cleanup's support.
+                    _ => {}
+                }
+            }
+            if let Verdict::Reject(reply) = verdict.decision {
+                return Decision::Reject(Refusal::new(reply.code, &reply.dsn, reply.text));
+            }
+        }
+        match held {
+            Some(text) => Decision::Hold(text),
+            None => Decision::Accept,
+        }
+    }
+}
+
+impl Policy for RestrictionPolicy {
+    fn check_client(&mut self, view: &View) -> Decision {
+        self.run(&["smtpd_client_restrictions"], view)
+    }
+    fn check_helo(&mut self, view: &View) -> Decision {
+        self.run(&["smtpd_helo_restrictions"], view)
+    }
+    fn check_sender(&mut self, view: &View) -> Decision {
+        self.run(&["smtpd_sender_restrictions"], view)
+    }
+    fn check_recipient(&mut self, view: &View) -> Decision {
+        self.run(
+            &["smtpd_relay_restrictions", "smtpd_recipient_restrictions"],
+            view,
+        )
+    }
+    fn check_vrfy(&mut self, view: &View) -> Decision {
+        self.run(&["smtpd_recipient_restrictions"], view)
+    }
+    fn check_data(&mut self, view: &View) -> Decision {
+        self.run(&["smtpd_data_restrictions"], view)
+    }
+    fn check_end_of_data(&mut self, view: &View) -> Decision {
+        self.run(&["smtpd_end_of_data_restrictions"], view)
+    }
+}
+
+/// The address as lookups see it: quotes and escapes removed.
+fn internal(address: &Address) -> String {
+    match &address.domain {
+        Some(domain) => format!("{}@{domain}", address.unquoted_local()),
+        None => address.unquoted_local(),
+    }
+}
+
+fn context(view: &View) -> Context {
+    Context {
+        client_name: view.client.name.clone(),
+        client_addr: view.client.addr.parse().ok(),
+        helo: view.helo.map(str::to_string),
+        sender: view.sender.map(|path| match path {
+            Path::Null => String::new(),
+            Path::Mailbox(address) => internal(address),
+        }),
+        recipient: view.recipient.map(internal),
+        improper_pipelining: view.improper_pipelining,
+    }
+}
+
+fn temporary_failure(view: &View) -> Refusal {
+    let name = match (view.recipient, view.sender) {
+        (Some(rcpt), _) => rcpt.to_string(),
+        (None, Some(sender)) => sender.to_string(),
+        (None, None) => view.client.log_name(),
+    };
+    Refusal::new(451, "4.3.0", format!("<{name}>: Temporary lookup failure"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::parse_path;
+    use crate::settings::Client;
+    use libmail::config::Config;
+
+    fn policy(extra: &str) -> RestrictionPolicy {
+        let text = format!(
+            "myhostname = mail.example.com\nmydomain = example.com\ninet_interfaces = 127.0.0.1\n\
+             compatibility_level = 3.7\nmynetworks = 127.0.0.0/8\nlocal_recipient_maps =\n{extra}"
+        );
+        let config = Config::from_text(std::path::Path::new("/nonexistent"), &text).unwrap();
+        RestrictionPolicy::new(Restrictions::new(&config).unwrap())
+    }
+
+    fn decide(policy: &mut RestrictionPolicy, addr: &str, rcpt: &str) -> Decision {
+        let client = Client {
+            name: "unknown".into(),
+            addr: addr.into(),
+            port: 25,
+        };
+        let sender = parse_path("<s@sender.example>", false).unwrap();
+        let Path::Mailbox(recipient) = parse_path(&format!("<{rcpt}>"), false).unwrap() else {
+            panic!("null recipient");
+        };
+        let view = View {
+            client: &client,
+            helo: Some("client.example"),
+            sender: Some(&sender),
+            recipient: Some(&recipient),
+            protocol: "ESMTP",
+            improper_pipelining: false,
+            recipient_count: 0,
+        };
+        policy.check_recipient(&view)
+    }
+
+    #[test]
+    fn relay_restrictions_come_first() {
+        let mut p = policy("smtpd_recipient_restrictions = check_recipient_access inline:{bad@mail.example.com=REJECT}\n");
+        assert_eq!(
+            decide(&mut p, "127.0.0.1", "u@other.example"),
+            Decision::Accept
+        );
+        assert_eq!(
+            decide(&mut p, "10.0.0.1", "u@other.example"),
+            Decision::Reject(Refusal::new(
+                450,
+                "4.7.1",
+                "<u@other.example>: Relay access denied"
+            ))
+        );
+        assert_eq!(
+            decide(&mut p, "10.0.0.1", "u@mail.example.com"),
+            Decision::Accept
+        );
+        assert_eq!(
+            decide(&mut p, "10.0.0.1", "bad@mail.example.com"),
+            Decision::Reject(Refusal::new(
+                554,
+                "5.7.1",
+                "<bad@mail.example.com>: Recipient address rejected: Access denied"
+            ))
+        );
+    }
+
+    #[test]
+    fn quoted_relay_trick_is_refused() {
+        let mut p =
+            policy("smtpd_relay_restrictions = permit_mynetworks reject_unauth_destination\n");
+        let decision = decide(&mut p, "10.0.0.1", "\"u@other.example\"@mail.example.com");
+        assert!(
+            matches!(decision, Decision::Reject(Refusal { code: 554, .. })),
+            "{decision:?}"
+        );
+    }
+
+    #[test]
+    fn hold_and_discard_actions() {
+        let mut p = policy(
+            "smtpd_recipient_restrictions = check_recipient_access inline:{ {h@mail.example.com=HOLD look}, {d@mail.example.com=DISCARD} }\n",
+        );
+        assert_eq!(
+            decide(&mut p, "10.0.0.1", "h@mail.example.com"),
+            Decision::Hold("look".into())
+        );
+        assert_eq!(
+            decide(&mut p, "10.0.0.1", "d@mail.example.com"),
+            Decision::Discard(String::new())
+        );
+    }
+
+    #[test]
+    fn table_down_is_a_temporary_failure() {
+        let dir = std::env::temp_dir().join(format!("smtpd-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cf = dir.join("down.cf");
+        std::fs::write(&cf, "hosts = 127.0.0.1:9\nuser = u\npassword = p\ndbname = d\nquery = SELECT 1 WHERE '%s'\n").unwrap();
+        let mut p = policy(&format!(
+            "smtpd_recipient_restrictions = check_recipient_access mysql:{}\n",
+            cf.display()
+        ));
+        assert_eq!(
+            decide(&mut p, "127.0.0.1", "u@mail.example.com"),
+            Decision::Reject(Refusal::new(
+                451,
+                "4.3.0",
+                "<u@mail.example.com>: Temporary lookup failure"
+            ))
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
