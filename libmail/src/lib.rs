@@ -21,3 +21,5 @@ pub mod rewrite;
 pub mod server;
 pub mod sys;
 pub mod tables;
+#[cfg(test)]
+mod test_support;

@@ -549,10 +549,7 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("queue-layout-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("temp dir");
-        dir
+        crate::test_support::temp_dir(&format!("queue-layout-{name}"))
     }
 
     /// A layout in unprivileged mode for the user running the tests, so

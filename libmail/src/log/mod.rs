@@ -291,10 +291,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("log-mod-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
+        crate::test_support::temp_dir(&format!("log-mod-{name}"))
     }
 
     fn config(dir: &Path, text: &str) -> Config {

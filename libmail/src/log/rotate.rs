@@ -161,10 +161,7 @@ mod tests {
     }
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("log-rotate-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
+        crate::test_support::temp_dir(&format!("log-rotate-{name}"))
     }
 
     fn config(dir: &Path, text: &str) -> Config {

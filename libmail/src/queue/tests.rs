@@ -11,8 +11,7 @@ use super::*;
 
 /// A fresh queue directory with the directories the writer needs.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("queue-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
+    let dir = crate::test_support::temp_dir(&format!("queue-{name}"));
     for queue in [INCOMING, HOLD, MAILDROP, ACTIVE, DEFERRED, CORRUPT] {
         fs::create_dir_all(dir.join(queue)).unwrap();
     }

@@ -306,9 +306,7 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> String {
-        let dir = std::env::temp_dir().join(format!("hash-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_support::temp_dir(&format!("hash-test-{name}"));
         dir.join("table").to_string_lossy().into_owned()
     }
 
