@@ -37,7 +37,7 @@ fn parse(value: &str, depth: usize) -> Result<Vec<Entry>, TableError> {
             if depth > 10 {
                 return Err(TableError::Other(format!("{word}: file nesting too deep")));
             }
-            let text = tables_text(word)?;
+            let text = tables::read_text(word)?;
             let mut inner = parse(&strip_comments(&text), depth + 1)?;
             if negated {
                 inner.iter_mut().for_each(|e| e.negated = !e.negated);
@@ -55,15 +55,6 @@ fn parse(value: &str, depth: usize) -> Result<Vec<Entry>, TableError> {
         entries.push(Entry { negated, pattern });
     }
     Ok(entries)
-}
-
-fn tables_text(path: &str) -> Result<String, TableError> {
-    std::fs::read(path)
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        .map_err(|err| TableError::Open {
-            path: path.to_string(),
-            reason: crate::error::strerror(&err),
-        })
 }
 
 fn strip_comments(text: &str) -> String {

@@ -109,6 +109,8 @@ pub enum RestrictError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Table(#[from] TableError),
+    #[error("{0}")]
+    Resolve(#[from] crate::resolve::ResolveError),
     #[error("unknown smtpd restriction: \"{0}\"")]
     Unknown(String),
     #[error("restriction {0} needs a table argument")]
@@ -175,10 +177,7 @@ impl Restrictions {
                 unknown_local: code("unknown_local_recipient_reject_code")?,
             },
             mynetworks: NetworkList::new(&config.string("mynetworks")?)?,
-            resolver: Resolver::new(config).map_err(|e| match e {
-                crate::resolve::ResolveError::Config(c) => RestrictError::Config(c),
-                crate::resolve::ResolveError::Table(t) => RestrictError::Table(t),
-            })?,
+            resolver: Resolver::new(config)?,
             local_recipient_maps: if local_maps.trim().is_empty() {
                 None
             } else {

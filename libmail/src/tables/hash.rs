@@ -142,25 +142,24 @@ impl Table for IndexedTable {
     }
 
     fn entries(&mut self) -> Option<Result<Vec<(String, String)>, LookupError>> {
-        Some(self.read_all())
+        Some(read_records(self.cdb.as_ref(), &self.db_path))
     }
 }
 
-impl IndexedTable {
-    fn read_all(&self) -> Result<Vec<(String, String)>, LookupError> {
-        let Some(cdb) = &self.cdb else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for record in cdb.iter() {
-            let (key, value) = record.map_err(|err| LookupError {
-                table: self.db_path.clone(),
-                reason: format!("read: {}", strerror(&err)),
-            })?;
-            out.push((text(&key), text(&value)));
-        }
-        Ok(out)
+/// Every record of a table (none for an empty one).
+fn read_records(cdb: Option<&CDB>, db_path: &str) -> Result<Vec<(String, String)>, LookupError> {
+    let Some(cdb) = cdb else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for record in cdb.iter() {
+        let (key, value) = record.map_err(|err| LookupError {
+            table: db_path.to_string(),
+            reason: format!("read: {}", strerror(&err)),
+        })?;
+        out.push((text(&key), text(&value)));
     }
+    Ok(out)
 }
 
 /// Bytes from the database as text, without a terminating null.
@@ -265,13 +264,7 @@ fn read_existing(db_path: &str) -> Result<Vec<(String, String)>, String> {
         _ => {}
     }
     let (cdb, _) = open_db(db_path).map_err(|err| err.to_string())?;
-    let table = IndexedTable {
-        db_path: db_path.to_string(),
-        cdb,
-        identity: FileIdentity { dev: 0, ino: 0 },
-        checked_at: Instant::now(),
-    };
-    table.read_all().map_err(|err| err.to_string())
+    read_records(cdb.as_ref(), db_path).map_err(|err| err.to_string())
 }
 
 fn write_cdb(file: &File, records: &Records, options: BuildOptions) -> std::io::Result<()> {
