@@ -59,6 +59,7 @@ cat <<TXT
 
 Try more:  $DEMO/usr/sbin/postconf -c $CONF -n
            man -l $DEMO/usr/local/man/man5/postconf.5
-The mail daemons (master, smtpd, qmgr, local...) are not built yet;
-"make demo" will start a real mail system once they are.
+master and the postfix command are built; the mail daemons (smtpd,
+cleanup, qmgr, local...) are not yet, so "make demo" will start a real
+mail system once they are.
 TXT
