@@ -103,8 +103,11 @@ VERSIONED = {"mail_version": "<VERSION>", "mail_release_date": "<DATE>"}
 
 # Known, intended differences from Debian's postconf: installation paths
 # (Debian's packaging moves them), version numbers, the pid, and
-# debugger_command (it embeds the pid and a path).
+# debugger_command (it embeds the pid and a path), and
+# smtpd_forbid_bare_newline, whose default is Postfix 3.9's "normalize"
+# (3.7 says "no": open to SMTP smuggling).
 DEBIAN_DIFFERENCES = {
+    "smtpd_forbid_bare_newline",
     "daemon_directory",
     "html_directory",
     "readme_directory",

@@ -5,6 +5,7 @@
 //! numbers for children, SCM_RIGHTS, setsid), which allows it explicitly.
 
 pub mod atomic_file;
+pub mod cleanup;
 pub mod config;
 pub mod error;
 pub mod features;
@@ -23,3 +24,4 @@ pub mod sys;
 pub mod tables;
 #[cfg(test)]
 mod test_support;
+pub mod trigger;

@@ -3,13 +3,12 @@
 //! throttles, `-e`), all in one mio poll.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use libmail::config::master_cf::{MasterCf, ServiceType};
+use libmail::config::master_cf::MasterCf;
 use libmail::config::{mail_version, Config};
 use libmail::msg;
 use libmail::server::{decode_status, Status};
@@ -559,28 +558,9 @@ fn wake_up(service: &mut Service, now: Instant) {
     let Endpoint::Path(kind, path) = &service.endpoint else {
         return;
     };
-    let sent = match kind {
-        ServiceType::Fifo => std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags_nonblock()
-            .open(path)
-            .and_then(|mut fifo| fifo.write_all(b"W")),
-        ServiceType::UnixDgram => std::os::unix::net::UnixDatagram::unbound()
-            .and_then(|socket| socket.send_to(b"W", path).map(|_| ())),
-        _ => std::os::unix::net::UnixStream::connect(path).and_then(|mut s| s.write_all(b"W")),
-    };
+    let sent = libmail::trigger::send(*kind, path, libmail::trigger::WAKEUP);
     if let Err(err) = sent {
         msg::warning(format!("wakeup {}: {err}", path.display()));
-    }
-}
-
-trait NonBlockingOpen {
-    fn custom_flags_nonblock(&mut self) -> &mut Self;
-}
-
-impl NonBlockingOpen for std::fs::OpenOptions {
-    fn custom_flags_nonblock(&mut self) -> &mut Self {
-        std::os::unix::fs::OpenOptionsExt::custom_flags(self, nix::libc::O_NONBLOCK)
     }
 }
 

@@ -619,7 +619,7 @@ pub static PARAMETERS: &[Param] = &[
     Param::new("smtpd_error_sleep_time", Time('s'), "1s", "SMTP server reply delay once a client passes the soft error limit."),
     Param::new("smtpd_etrn_restrictions", List, "", "Access restrictions applied to the ETRN command."),
     Param::new("smtpd_expansion_filter", Str, r##"\t\40!"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"##, "Characters allowed in $name expansions of smtpd(8) replies."),
-    Param::new("smtpd_forbid_bare_newline", Bool, "no", "Disconnect clients that end lines with a bare newline instead of CRLF."),
+    Param::new("smtpd_forbid_bare_newline", Str, "normalize", "What to do with a bare newline in SMTP input: normalize (accept as CRLF), reject, or no."),
     Param::new("smtpd_forbid_bare_newline_exclusions", List, "$mynetworks", "Clients exempt from smtpd_forbid_bare_newline."),
     Param::new("smtpd_forbid_bare_newline_reject_code", Int, "550", "Reply code for rejections by smtpd_forbid_bare_newline."),
     Param::new("smtpd_forbid_unauth_pipelining", Bool, "no", "Disconnect clients that pipeline commands without permission."),
