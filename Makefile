@@ -38,9 +38,10 @@ all:
 	@# The daemon the master tests run (tests/test_master.py), not installed.
 	$(CARGO) build --release -p libmail --example test_service
 	$(CARGO) build --release -p libmail --example make_queue_file
-	@# newaliases is postalias under another name (a link, as Postfix's is
-	@# to sendmail); installed as a file of its own at $$newaliases_path.
-	ln -f target/release/postalias target/release/newaliases
+	@# mailq and newaliases are sendmail under other names (it looks at
+	@# its name); each is installed as a file of its own at its _path.
+	ln -f target/release/sendmail target/release/mailq
+	ln -f target/release/sendmail target/release/newaliases
 	@mkdir -p $(dir $(POSTCONF5))
 	$(CARGO) run --release -q -p libmail --example postconf5 > $(POSTCONF5).tmp \
 		|| { rm -f $(POSTCONF5).tmp; exit 1; }

@@ -66,7 +66,7 @@ impl Resolver {
         Ok(Resolver {
             myhostname: config.string("myhostname")?,
             mydestination: domains("mydestination")?,
-            interfaces: local_addresses(config)?,
+            interfaces: interface_addresses(config, &["inet_interfaces", "proxy_interfaces"])?,
             virtual_alias_domains: domains("virtual_alias_domains")?,
             virtual_mailbox_domains: domains("virtual_mailbox_domains")?,
             relay_domains: domains("relay_domains")?,
@@ -189,11 +189,11 @@ impl Resolver {
     }
 }
 
-/// The addresses of inet_interfaces and proxy_interfaces, for address
-/// literals: `all` means every address of this machine.
-fn local_addresses(config: &Config) -> Result<Vec<IpAddr>, ConfigError> {
+/// The addresses of the named parameters (inet_interfaces,
+/// proxy_interfaces): `all` means every address of this machine.
+pub fn interface_addresses(config: &Config, names: &[&str]) -> Result<Vec<IpAddr>, ConfigError> {
     let mut out: Vec<IpAddr> = Vec::new();
-    for name in ["inet_interfaces", "proxy_interfaces"] {
+    for name in names {
         for word in split_list(&config.string(name)?) {
             match word {
                 "all" => out.extend(

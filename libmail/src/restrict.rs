@@ -49,14 +49,26 @@ pub enum Decision {
     Reject(Reply),
 }
 
-/// Actions that do not end the evaluation but apply to the message.
+/// What an access table asked for besides permit or reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionKind {
+    Discard,
+    Hold,
+    /// `value` is a header field to add.
+    Prepend,
+    /// `value` is the address to deliver to instead.
+    Redirect,
+    /// `value` is `transport:nexthop`.
+    Filter,
+}
+
+/// An action that does not end the evaluation but applies to the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    Discard(String),
-    Hold(String),
-    Prepend(String),
-    Redirect(String),
-    Filter(String),
+pub struct Action {
+    pub kind: ActionKind,
+    pub value: String,
+    /// Why, for the log: `<u@x>: Recipient address triggers HOLD action`.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +89,15 @@ enum Subject {
 }
 
 impl Subject {
+    fn label(self) -> &'static str {
+        match self {
+            Subject::Client => "Client host",
+            Subject::Helo => "Helo command",
+            Subject::Sender => "Sender address",
+            Subject::Recipient => "Recipient address",
+        }
+    }
+
     fn rejected(self) -> &'static str {
         match self {
             Subject::Client => "Client host rejected",
@@ -475,13 +496,37 @@ impl Restrictions {
                 &text_or("Access denied"),
             )),
             "DISCARD" => {
-                verdict.actions.push(Action::Discard(rest.to_string()));
+                let reason = text_or("triggers DISCARD action");
+                verdict
+                    .actions
+                    .push(action(ActionKind::Discard, rest, &name, subject, &reason));
                 Decision::Permit
             }
-            "HOLD" => side(verdict, Action::Hold(rest.to_string())),
-            "PREPEND" => side(verdict, Action::Prepend(rest.to_string())),
-            "REDIRECT" => side(verdict, Action::Redirect(rest.to_string())),
-            "FILTER" => side(verdict, Action::Filter(rest.to_string())),
+            "HOLD" => {
+                let reason = text_or("triggers HOLD action");
+                side(
+                    verdict,
+                    action(ActionKind::Hold, rest, &name, subject, &reason),
+                )
+            }
+            "PREPEND" => side(
+                verdict,
+                action(ActionKind::Prepend, rest, &name, subject, ""),
+            ),
+            "REDIRECT" => {
+                let reason = format!("triggers REDIRECT {rest}");
+                side(
+                    verdict,
+                    action(ActionKind::Redirect, rest, &name, subject, &reason),
+                )
+            }
+            "FILTER" => {
+                let reason = format!("triggers FILTER {rest}");
+                side(
+                    verdict,
+                    action(ActionKind::Filter, rest, &name, subject, &reason),
+                )
+            }
             _ if is_reply_code(word) => {
                 let code: u16 = word.parse().unwrap_or(554);
                 Decision::Reject(access_reply(
@@ -505,6 +550,14 @@ impl Restrictions {
                 decision
             }
         })
+    }
+}
+
+fn action(kind: ActionKind, value: &str, name: &str, subject: Subject, reason: &str) -> Action {
+    Action {
+        kind,
+        value: value.to_string(),
+        reason: format!("<{name}>: {} {reason}", subject.label()),
     }
 }
 
@@ -836,20 +889,45 @@ mod tests {
         let verdict = r
             .evaluate(list, &rcpt("10.0.0.1", "hold@x.example"))
             .unwrap();
-        assert_eq!(verdict.actions, vec![Action::Hold("quarantine".into())]);
+        let hold = Action {
+            kind: ActionKind::Hold,
+            value: "quarantine".into(),
+            reason: "<hold@x.example>: Recipient address quarantine".into(),
+        };
+        assert_eq!(verdict.actions, vec![hold]);
         assert_eq!(verdict.decision, Decision::Permit);
         let verdict = r
             .evaluate(list, &rcpt("10.0.0.1", "disc@x.example"))
             .unwrap();
-        assert_eq!(verdict.actions, vec![Action::Discard(String::new())]);
-        for (who, action) in [
-            ("pre@x.example", Action::Prepend("X-Tag: 1".into())),
-            ("red@x.example", Action::Redirect("a@b.example".into())),
-            ("fil@x.example", Action::Filter("smtp:[10.0.0.1]".into())),
+        let discard = Action {
+            kind: ActionKind::Discard,
+            value: String::new(),
+            reason: "<disc@x.example>: Recipient address triggers DISCARD action".into(),
+        };
+        assert_eq!(verdict.actions, vec![discard]);
+        for (who, kind, value, reason) in [
+            ("pre@x.example", ActionKind::Prepend, "X-Tag: 1", " "),
+            (
+                "red@x.example",
+                ActionKind::Redirect,
+                "a@b.example",
+                " triggers REDIRECT a@b.example",
+            ),
+            (
+                "fil@x.example",
+                ActionKind::Filter,
+                "smtp:[10.0.0.1]",
+                " triggers FILTER smtp:[10.0.0.1]",
+            ),
         ] {
+            let expected = Action {
+                kind,
+                value: value.into(),
+                reason: format!("<{who}>: Recipient address{reason}"),
+            };
             assert_eq!(
                 r.evaluate(list, &rcpt("10.0.0.1", who)).unwrap().actions,
-                vec![action]
+                vec![expected]
             );
         }
     }

@@ -368,7 +368,9 @@ impl Master {
         let recently = service
             .limit_warned_at
             .is_some_and(|at| now.duration_since(at) < Duration::from_secs(60));
-        if service.at_limit() && service.available() == 0 && !recently {
+        // A service of one process (qmgr, pickup) is always at its limit;
+        // Postfix warns only about the ones meant to grow.
+        if service.max_proc > 1 && service.at_limit() && service.available() == 0 && !recently {
             service.limit_warned_at = Some(now);
             msg::warning(format!(
                 "service {} has reached its process limit \"{}\": new clients may experience noticeable delays",

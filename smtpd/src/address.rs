@@ -84,6 +84,15 @@ impl Address {
         out
     }
 
+    /// The form lookups and the queue file use: quotes and escapes
+    /// removed (`"a b"@x` is `a b@x`), as Postfix's internal form.
+    pub fn internal(&self) -> String {
+        match &self.domain {
+            Some(domain) => format!("{}@{domain}", self.unquoted_local()),
+            None => self.unquoted_local(),
+        }
+    }
+
     /// Whether any part is non-ASCII (needs SMTPUTF8).
     pub fn is_utf8(&self) -> bool {
         !self.to_string().is_ascii()

@@ -339,9 +339,42 @@ fn apply_decision(
     };
     s.log_action(action, where_, &text, sender.as_ref(), rcpt);
     if let Some(tx) = s.tx.as_mut() {
-        tx.disposition.get_or_insert(disposition);
+        tx.dispositions.push(disposition);
     }
     None
+}
+
+/// Takes the PREPEND, REDIRECT and FILTER actions of the checks just run:
+/// logged and kept for the message when the command was accepted,
+/// forgotten when it was refused.
+pub(crate) fn take_side_actions(
+    s: &mut Session,
+    policy: &mut dyn Policy,
+    accepted: bool,
+    where_: &str,
+    rcpt: Option<&Address>,
+) {
+    let actions = policy.side_actions();
+    if !accepted {
+        return;
+    }
+    let sender = s.tx.as_ref().map(|t| t.sender.clone());
+    for (disposition, reason) in actions {
+        let name = match &disposition {
+            Disposition::Redirect(_) => "redirect",
+            Disposition::Filter(_) => "filter",
+            _ => "",
+        };
+        if !name.is_empty() {
+            s.log_action(name, where_, &reason, sender.as_ref(), rcpt);
+        }
+        if let Some(tx) = s.tx.as_mut() {
+            match disposition {
+                Disposition::Prepend(header) => tx.prepend.push(header),
+                other => tx.dispositions.push(other),
+            }
+        }
+    }
 }
 
 /// The restriction stages a recipient passes: with smtpd_delay_reject the
@@ -397,7 +430,9 @@ fn rcpt(s: &mut Session, args: &str, io: &mut Io) -> Option<bool> {
         return Some(outcome);
     }
     let decision = rcpt_decision(s, io.policy, &addr);
-    if let Some(reply) = apply_decision(s, decision, "RCPT", Some(&addr)) {
+    let refusal = apply_decision(s, decision, "RCPT", Some(&addr));
+    take_side_actions(s, io.policy, refusal.is_none(), "RCPT", Some(&addr));
+    if let Some(reply) = refusal {
         return failed(s, reply);
     }
     match s.add_recipient(addr, &params, io) {

@@ -21,6 +21,8 @@ enum Kind {
 pub(crate) fn start_content(s: &mut Session, where_: &str, io: &mut Io) -> Option<Reply> {
     let last = s.tx.as_ref().and_then(|t| t.last_rcpt.clone());
     let decision = io.policy.check_data(&s.view(last.as_ref()));
+    let accepted = !matches!(decision, Decision::Reject(_));
+    crate::commands::take_side_actions(s, io.policy, accepted, where_, last.as_ref());
     let sender = s.tx.as_ref().map(|t| t.sender.clone());
     match decision {
         Decision::Accept => {}
@@ -37,9 +39,20 @@ pub(crate) fn start_content(s: &mut Session, where_: &str, io: &mut Io) -> Optio
         Decision::Hold(t) => set_disposition(s, "hold", where_, Disposition::Hold(t), io),
         Decision::Discard(t) => set_disposition(s, "discard", where_, Disposition::Discard(t), io),
     }
-    let header = received(s);
+    let received = received(s);
     if let Some(tx) = s.tx.as_mut() {
-        if let Err(e) = io.sink.write(header.as_bytes()) {
+        for d in std::mem::take(&mut tx.dispositions) {
+            if let Err(e) = io.sink.set_disposition(&d) {
+                tx.sink_error.get_or_insert(e);
+            }
+        }
+        let mut headers = String::new();
+        for field in &tx.prepend {
+            headers.push_str(field);
+            headers.push_str("\r\n");
+        }
+        headers.push_str(&received);
+        if let Err(e) = io.sink.write(headers.as_bytes()) {
             tx.sink_error.get_or_insert(e);
         }
     }
@@ -49,7 +62,11 @@ pub(crate) fn start_content(s: &mut Session, where_: &str, io: &mut Io) -> Optio
 /// Logs a HOLD/DISCARD found after the queue file is open and tells the sink.
 fn set_disposition(s: &mut Session, action: &str, where_: &str, d: Disposition, io: &mut Io) {
     let text = match &d {
-        Disposition::Hold(t) | Disposition::Discard(t) => t.clone(),
+        Disposition::Hold(t)
+        | Disposition::Discard(t)
+        | Disposition::Redirect(t)
+        | Disposition::Filter(t)
+        | Disposition::Prepend(t) => t.clone(),
     };
     let sender = s.tx.as_ref().map(|t| t.sender.clone());
     let last = s.tx.as_ref().and_then(|t| t.last_rcpt.clone());

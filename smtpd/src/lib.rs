@@ -17,11 +17,14 @@
 //! ```
 
 pub mod address;
+pub mod cleanup_sink;
 mod commands;
+pub mod config;
 mod content;
 pub mod counters;
 pub mod data;
 pub mod params;
+pub mod peer;
 pub mod policy;
 pub mod received;
 pub mod reply;

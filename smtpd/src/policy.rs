@@ -93,6 +93,12 @@ pub trait Policy {
     fn etrn(&mut self, _view: &View, _domain: &str) -> Etrn {
         Etrn::Denied
     }
+    /// What the checks since the last call asked for besides their
+    /// decision (PREPEND, REDIRECT, FILTER), each with its log text; the
+    /// session takes them after every check.
+    fn side_actions(&mut self) -> Vec<(Disposition, String)> {
+        Vec::new()
+    }
 }
 
 /// The envelope given to the sink when the queue file is opened (at the
@@ -130,6 +136,12 @@ impl SinkError {
 pub enum Disposition {
     Hold(String),
     Discard(String),
+    /// Deliver to this address instead of the recipients.
+    Redirect(String),
+    /// `transport:nexthop` for the whole message.
+    Filter(String),
+    /// A header field to put before the Received: header.
+    Prepend(String),
 }
 
 /// The cleanup service, one message at a time. Content arrives with CRLF

@@ -4,18 +4,23 @@
 //! into the session's decision. A table that cannot answer is a temporary
 //! failure (`451 4.3.0 ...: Temporary lookup failure`), never a permit.
 
-use libmail::restrict::{Action, Context, Decision as Verdict, Restrictions};
+use libmail::restrict::{ActionKind, Context, Decision as Verdict, Restrictions};
 
 use crate::address::{Address, Path};
-use crate::policy::{Decision, Policy, Refusal, View};
+use crate::policy::{Decision, Disposition, Policy, Refusal, View};
 
 pub struct RestrictionPolicy {
     restrictions: Restrictions,
+    /// PREPEND, REDIRECT and FILTER found since `side_actions` was called.
+    side: Vec<(Disposition, String)>,
 }
 
 impl RestrictionPolicy {
     pub fn new(restrictions: Restrictions) -> RestrictionPolicy {
-        RestrictionPolicy { restrictions }
+        RestrictionPolicy {
+            restrictions,
+            side: Vec::new(),
+        }
     }
 
     /// Evaluates lists in order; the first that decides wins, a permit
@@ -29,11 +34,13 @@ impl RestrictionPolicy {
                 Err(_) => return Decision::Reject(temporary_failure(view)),
             };
             for action in verdict.actions {
-                match action {
-                    Action::Discard(text) => return Decision::Discard(text),
-                    Action::Hold(text) => held = Some(text),
-                    // PREPEND, REDIRECT and FILTER need cleanup's support.
-                    _ => {}
+                let (value, reason) = (action.value, action.reason);
+                match action.kind {
+                    ActionKind::Discard => return Decision::Discard(reason),
+                    ActionKind::Hold => held = Some(reason),
+                    ActionKind::Prepend => self.side.push((Disposition::Prepend(value), reason)),
+                    ActionKind::Redirect => self.side.push((Disposition::Redirect(value), reason)),
+                    ActionKind::Filter => self.side.push((Disposition::Filter(value), reason)),
                 }
             }
             if let Verdict::Reject(reply) = verdict.decision {
@@ -72,13 +79,8 @@ impl Policy for RestrictionPolicy {
     fn check_end_of_data(&mut self, view: &View) -> Decision {
         self.run(&["smtpd_end_of_data_restrictions"], view)
     }
-}
-
-/// The address as lookups see it: quotes and escapes removed.
-fn internal(address: &Address) -> String {
-    match &address.domain {
-        Some(domain) => format!("{}@{domain}", address.unquoted_local()),
-        None => address.unquoted_local(),
+    fn side_actions(&mut self) -> Vec<(Disposition, String)> {
+        std::mem::take(&mut self.side)
     }
 }
 
@@ -89,9 +91,9 @@ fn context(view: &View) -> Context {
         helo: view.helo.map(str::to_string),
         sender: view.sender.map(|path| match path {
             Path::Null => String::new(),
-            Path::Mailbox(address) => internal(address),
+            Path::Mailbox(address) => address.internal(),
         }),
-        recipient: view.recipient.map(internal),
+        recipient: view.recipient.map(Address::internal),
         improper_pipelining: view.improper_pipelining,
     }
 }
@@ -190,11 +192,13 @@ mod tests {
         );
         assert_eq!(
             decide(&mut p, "10.0.0.1", "h@mail.example.com"),
-            Decision::Hold("look".into())
+            Decision::Hold("<h@mail.example.com>: Recipient address look".into())
         );
         assert_eq!(
             decide(&mut p, "10.0.0.1", "d@mail.example.com"),
-            Decision::Discard(String::new())
+            Decision::Discard(
+                "<d@mail.example.com>: Recipient address triggers DISCARD action".into()
+            )
         );
     }
 

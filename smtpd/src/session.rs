@@ -44,8 +44,10 @@ pub(crate) struct Transaction {
     pub first_rcpt: Option<Address>,
     pub last_rcpt: Option<Address>,
     pub queue_id: Option<String>,
-    /// A HOLD or DISCARD not yet given to the sink.
-    pub disposition: Option<Disposition>,
+    /// HOLD, DISCARD, REDIRECT or FILTER not yet given to the sink.
+    pub dispositions: Vec<Disposition>,
+    /// PREPEND header fields, written before the Received: header.
+    pub prepend: Vec<String>,
     /// Content bytes given to the sink.
     pub size: u64,
     /// Raw bytes received after DATA, for "lost connection after DATA (N bytes)".
@@ -66,7 +68,8 @@ impl Transaction {
             first_rcpt: None,
             last_rcpt: None,
             queue_id: None,
-            disposition: None,
+            dispositions: Vec::new(),
+            prepend: Vec::new(),
             size: 0,
             received: 0,
             too_big: false,
@@ -448,7 +451,7 @@ impl Session {
                 tx.first_rcpt = Some(rcpt.clone());
             }
             tx.last_rcpt = Some(rcpt);
-            if let Some(d) = tx.disposition.take() {
+            for d in std::mem::take(&mut tx.dispositions) {
                 io.sink.set_disposition(&d)?;
             }
         }

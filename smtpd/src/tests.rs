@@ -163,7 +163,7 @@ fn collect(actions: Vec<Action>, run: &mut Run) {
 }
 
 /// Feeds `input` in pieces of `step` bytes (0: all at once).
-fn session_with(settings: Settings, policy: &mut MockPolicy, input: &[u8], step: usize) -> Run {
+fn session_with(settings: Settings, policy: &mut dyn Policy, input: &[u8], step: usize) -> Run {
     let mut session = Session::new(settings);
     let mut run = Run {
         replies: String::new(),
@@ -993,4 +993,45 @@ fn junk_commands_become_errors() {
         .replies
         .ends_with("421 4.7.0 mx.example.com Error: too many errors\r\n"));
     assert!(run.closed);
+}
+
+#[test]
+fn access_prepend_redirect_and_filter_reach_the_message() {
+    use crate::restrictions::RestrictionPolicy;
+    use libmail::config::Config;
+    use libmail::restrict::Restrictions;
+    let text = "myhostname = mx.example.com\nmydomain = example.com\n\
+        inet_interfaces = 127.0.0.1\nmynetworks = 127.0.0.0/8\nlocal_recipient_maps =\n\
+        smtpd_recipient_restrictions = check_recipient_access inline:{ \
+        {pre@localhost=PREPEND X-Tag: yes}, {red@localhost=REDIRECT else@example.net}, \
+        {fil@localhost=FILTER smtp:[127.0.0.1]:10025} }, permit_mynetworks, reject\n";
+    let config = Config::from_text(std::path::Path::new("/nonexistent"), text).unwrap();
+    let mut policy = RestrictionPolicy::new(Restrictions::new(&config).unwrap());
+    let run = session_with(
+        settings(),
+        &mut policy,
+        b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<pre@localhost>\r\nRCPT TO:<red@localhost>\r\nDATA\r\nhi\r\n.\r\n",
+        0,
+    );
+    let message = &run.sink.queued[0];
+    assert!(
+        message.content.starts_with(b"X-Tag: yes\r\nReceived: "),
+        "{:?}",
+        String::from_utf8_lossy(&message.content)
+    );
+    assert_eq!(
+        message.disposition,
+        Some(Disposition::Redirect("else@example.net".into()))
+    );
+    assert!(run.logs.iter().any(|l| l.starts_with("4C0FFEE0001: redirect: RCPT from localhost[127.0.0.1]: <red@localhost>: Recipient address triggers REDIRECT else@example.net; from=<a@b> to=<red@localhost>")), "{:?}", run.logs);
+    let run = session_with(
+        settings(),
+        &mut policy,
+        b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<fil@localhost>\r\nRCPT TO:<nobody@elsewhere.example>\r\nDATA\r\n.\r\n",
+        0,
+    );
+    assert_eq!(
+        run.sink.queued[0].disposition,
+        Some(Disposition::Filter("smtp:[127.0.0.1]:10025".into()))
+    );
 }

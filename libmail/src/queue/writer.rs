@@ -154,6 +154,17 @@ impl QueueWriter {
         &self.queue_name
     }
 
+    /// Commits into `queue` instead of the queue named at create (cleanup
+    /// puts a held message in hold/ rather than incoming/). The file has
+    /// no name in any queue until commit, so this is only a new target.
+    pub fn set_queue(&mut self, queue: &str) -> Result<(), QueueError> {
+        if !super::tree::is_queue_name(queue) {
+            return Err(QueueError::BadQueueName(queue.to_string()));
+        }
+        self.queue_name = queue.to_string();
+        Ok(())
+    }
+
     /// Replaces the arrival time (default: when the file was made), for
     /// a message that arrived earlier (pickup keeps the maildrop file's).
     pub fn set_arrival_time(&mut self, time: SystemTime) -> Result<(), QueueError> {
