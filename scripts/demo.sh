@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # demo.sh: what "make demo" shows. Installs postfix-rs into ./demo (fresh
 # each time) and walks through the configuration steps of an install guide
-# with the installed postconf. As root the install is a package tree (no
-# accounts needed); as anybody else it is an unprivileged install.
+# with the installed postconf, then starts the mail system on a free
+# loopback port and sends mail in through SMTP and sendmail. As root the
+# daemons run as the "postfix" user (created, with the "postdrop" group,
+# when missing, as Postfix's install guides do); as anybody else the
+# install is unprivileged and everything runs as that user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO=$PWD/demo
@@ -20,14 +23,19 @@ step() {
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
 if [ "$(id -u)" -eq 0 ]; then
-    ./postfix-install -non-interactive -package "install_root=$DEMO" "tempdir=$DEMO" >/dev/null
-else
-    ./postfix-install -non-interactive "install_root=$DEMO" "tempdir=$DEMO" >/dev/null
+    getent group postdrop >/dev/null || groupadd --system postdrop
+    getent passwd postfix >/dev/null ||
+        useradd --system --user-group --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin postfix
 fi
+./postfix-install -non-interactive "install_root=$DEMO" "tempdir=$DEMO" >/dev/null
 CONF=$DEMO/etc/postfix
 postconf() { "$DEMO/usr/sbin/postconf" -c "$CONF" "$@"; }
 postmap() { "$DEMO/usr/sbin/postmap" -c "$CONF" "$@"; }
 postalias() { "$DEMO/usr/sbin/postalias" -c "$CONF" "$@"; }
+postfix() { "$DEMO/usr/sbin/postfix" -c "$CONF" "$@"; }
+postcat() { "$DEMO/usr/sbin/postcat" -c "$CONF" "$@"; }
+sendmail() { "$DEMO/usr/sbin/sendmail" -C "$CONF" "$@"; }
 
 echo "postfix-rs is installed in $DEMO (configuration in $CONF)."
 step postconf -n
@@ -55,11 +63,71 @@ step postmap -q SPAMMER.example "hash:$CONF/access"
 step postalias "hash:$CONF/aliases"
 step postalias -q postmaster "hash:$CONF/aliases"
 step postmap -q 10.1.2.3 "inline:{10.1.2.3=REJECT}"
+
+echo
+echo "# The mail system itself: main.cf points into $DEMO, smtpd listens on a"
+echo "# free loopback port instead of 25."
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+LOG=$DEMO/var/log/maillog
+mkdir -p "$DEMO/var/log"
+postconf -e "command_directory = $DEMO/usr/sbin" "daemon_directory = $DEMO/usr/libexec/postfix" \
+    "queue_directory = $DEMO/var/spool/postfix" "data_directory = $DEMO/var/lib/postfix" \
+    "maillog_file = $LOG" "maillog_file_prefixes = $DEMO" \
+    "alias_maps = hash:$CONF/aliases" "alias_database = hash:$CONF/aliases" \
+    'mydestination = $myhostname, localhost' 'mynetworks = 192.168.1.0/24'
+[ "$(id -u)" -eq 0 ] || postconf -e "mail_owner = $(id -un)" "setgid_group = $(id -gn)"
+sed -i "s/^smtp \( *\)inet/127.0.0.1:$PORT inet/" "$CONF/master.cf"
+trap 'postfix stop >/dev/null 2>&1 || true' EXIT
+step postfix start
+echo
+echo "# telnet localhost $PORT, as the install guides do on port 25. This"
+echo "# client is not in mynetworks: mail for this host is welcome, relaying"
+echo "# to another domain is not."
+python3 - "$PORT" <<'PY'
+import socket, sys, time
+conn = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+replies = conn.makefile("rb")
+def answer():
+    while True:
+        line = replies.readline().decode()
+        print(line, end="")
+        if line[3:4] != "-":
+            return
+answer()
+for command in ["ehlo client.example", "mail from:<root>", "rcpt to:<root@mail.example.com>",
+                "rcpt to:<someone@other.example.net>", "data", None, "quit"]:
+    if command is None:
+        conn.sendall(b"Subject: hello\r\n\r\nA first message.\r\n.\r\n")
+        print("Subject: hello\n\nA first message.\n.")
+    else:
+        print(command)
+        conn.sendall(command.encode() + b"\r\n")
+    answer()
+PY
+echo
+echo "# The other door: sendmail, as 'echo body | mail -s subject user' uses it."
+step sendmail -t <<'MSG'
+To: postmaster@mail.example.com
+Subject: from sendmail
+
+Handed to postdrop, picked up by pickup.
+MSG
+for _ in $(seq 50); do
+    [ -z "$(ls -A "$DEMO/var/spool/postfix/maildrop")" ] && break
+    sleep 0.1
+done
+sleep 0.3
+step ls -R "$DEMO/var/spool/postfix/incoming"
+FIRST=$(grep -o 'postfix/smtpd\[[0-9]*\]: [0-9A-F]*: client=' "$LOG" | head -1 | sed 's/.*: \([0-9A-F]*\): client=/\1/')
+step postcat -q "$FIRST"
+step tail -n 12 "$LOG"
+step postfix stop
+trap - EXIT
+
 cat <<TXT
 
 Try more:  $DEMO/usr/sbin/postconf -c $CONF -n
            man -l $DEMO/usr/local/man/man5/postconf.5
-master and the postfix command are built; the mail daemons (smtpd,
-cleanup, qmgr, local...) are not yet, so "make demo" will start a real
-mail system once they are.
+Mail waits in $DEMO/var/spool/postfix/incoming: qmgr and the delivery
+agents (local, smtp) come with the next issues.
 TXT

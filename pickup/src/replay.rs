@@ -84,6 +84,11 @@ pub fn replay(file: &QueueFile, ctx: &Context) -> Result<Vec<Request>, QueueErro
             "local".to_string(),
         ));
     }
+    // cleanup's log lines say `from local;` for these.
+    out.push(Request::Attribute(
+        attr::LOG_MESSAGE_ORIGIN.to_string(),
+        "local".to_string(),
+    ));
     if let Some(name) = &env.sender_fullname {
         out.push(Request::Fullname(name.clone()));
     }
@@ -179,6 +184,7 @@ mod tests {
             vec![
                 Request::Arrival(1_700_000_000),
                 Request::Attribute("rewrite_context".into(), "local".into()),
+                Request::Attribute("log_message_origin".into(), "local".into()),
                 Request::Fullname("Joe".into()),
                 Request::Sender("joe@example.com".into()),
                 Request::DsnEnvid("env".into()),
@@ -210,8 +216,12 @@ mod tests {
             got[2],
             Request::Attribute("rewrite_context".into(), "local".into())
         );
-        assert_eq!(got[3], Request::Sender(String::new()));
-        let Request::Content(bytes) = &got[4] else {
+        assert_eq!(
+            got[3],
+            Request::Attribute("log_message_origin".into(), "local".into())
+        );
+        assert_eq!(got[4], Request::Sender(String::new()));
+        let Request::Content(bytes) = &got[5] else {
             panic!("no content: {got:?}");
         };
         assert!(bytes.ends_with(b"\n\n folded?\n"));
