@@ -32,7 +32,7 @@ impl Message<'_> {
             self.fail(Outcome::Rejected {
                 code: 552,
                 enhanced: "5.3.4".into(),
-                text: "Message size exceeds fixed limit".into(),
+                text: "Error: message file too big".into(),
             });
             return Ok(());
         }

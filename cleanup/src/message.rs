@@ -317,12 +317,12 @@ impl<'s> Message<'s> {
             },
             false => vec![address],
         };
-        let orig = if !given.orig_recipient.is_empty() {
-            given.orig_recipient.clone()
-        } else if self.settings.enable_original_recipient {
-            given.address.clone()
-        } else {
+        let orig = if !self.settings.enable_original_recipient {
             String::new()
+        } else if !given.orig_recipient.is_empty() {
+            given.orig_recipient.clone()
+        } else {
+            given.address.clone()
         };
         for address in addresses {
             let recipient = Recipient {

@@ -228,7 +228,7 @@ fn message_size_limit() {
         Outcome::Rejected {
             code: 552,
             enhanced: "5.3.4".into(),
-            text: "Message size exceeds fixed limit".into()
+            text: "Error: message file too big".into()
         }
     );
     assert!(s.files(INCOMING).is_empty());

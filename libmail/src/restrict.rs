@@ -25,6 +25,9 @@ pub struct Context {
     /// The client sent commands before it was allowed to (pipelining
     /// without the extension).
     pub improper_pipelining: bool,
+    /// Evaluating smtpd_data_restrictions: refusals that name what they
+    /// refuse name `<DATA>: Data command`.
+    pub data_stage: bool,
 }
 
 /// A rejection or deferral reply, e.g. `554 5.7.1 <a@b>: Relay access denied`.
@@ -159,7 +162,15 @@ pub struct Restrictions {
     local_recipient_maps: Option<Maps>,
     delimiters: String,
     parent_access: bool,
+    /// smtpd_reject_unlisted_recipient: the unknown-user check runs after
+    /// the lists even when none names it.
+    reject_unlisted_recipient: bool,
+    /// show_user_unknown_table_name.
+    show_table_name: bool,
 }
+
+/// How many `%`/`!` routing steps are followed before giving up.
+const MAX_ROUTING: usize = 10;
 
 const LISTS: [&str; 7] = [
     "smtpd_client_restrictions",
@@ -210,7 +221,19 @@ impl Restrictions {
             },
             delimiters: config.string("recipient_delimiter")?,
             parent_access: parents.iter().any(|p| p == "smtpd_access_maps"),
+            reject_unlisted_recipient: config.bool("smtpd_reject_unlisted_recipient")?,
+            show_table_name: config.bool("show_user_unknown_table_name")?,
         })
+    }
+
+    /// smtpd_reject_unlisted_recipient: after the recipient lists let a
+    /// recipient through (even with OK), an unknown local user is still
+    /// refused, as Postfix does.
+    pub fn unlisted_recipient_check(&mut self, context: &Context) -> Result<Decision, LookupError> {
+        match self.reject_unlisted_recipient {
+            true => self.unlisted_recipient(context),
+            false => Ok(Decision::Dunno),
+        }
     }
 
     /// Evaluates one list (`smtpd_recipient_restrictions`, say). A table
@@ -271,7 +294,10 @@ impl Restrictions {
             Step::RejectUnauthDestination => {
                 self.unauth_destination(context, self.codes.relay_reject)?
             }
-            Step::DeferUnauthDestination => self.unauth_destination(context, self.codes.defer)?,
+            // relay_domains_reject_code made temporary: 554 becomes 454.
+            Step::DeferUnauthDestination => {
+                self.unauth_destination(context, 400 + self.codes.relay_reject % 100)?
+            }
             Step::PermitAuthDestination => match &context.recipient {
                 Some(rcpt) if self.is_authorized_destination(rcpt)? => Decision::Permit,
                 _ => Decision::Dunno,
@@ -280,11 +306,20 @@ impl Restrictions {
             Step::RejectNonFqdn(subject) => self.non_fqdn(*subject, context),
             Step::RejectInvalidHelo => self.invalid_helo(context),
             Step::RejectUnauthPipelining if context.improper_pipelining => {
-                Decision::Reject(Reply {
-                    code: 503,
-                    dsn: "5.5.0".into(),
-                    text: "Error: improper use of SMTP command pipelining".into(),
-                })
+                let (name, rejected) = match context.data_stage {
+                    true => ("DATA".to_string(), "Data command rejected"),
+                    false => {
+                        let subject = current_subject(context);
+                        (subject_name(subject, context), subject.rejected())
+                    }
+                };
+                Decision::Reject(reply(
+                    503,
+                    "5.5.0",
+                    &name,
+                    rejected,
+                    "Improper use of SMTP command pipelining",
+                ))
             }
             Step::RejectUnauthPipelining => Decision::Dunno,
             Step::CheckAccess(subject, dict) => {
@@ -326,7 +361,7 @@ impl Restrictions {
     /// never make a remote destination look local.
     fn is_authorized_destination(&mut self, recipient: &str) -> Result<bool, LookupError> {
         let mut address = recipient.to_string();
-        for _ in 0..10 {
+        for _ in 0..MAX_ROUTING {
             let (localpart, domain) = search::split_address(&address);
             let class = self.resolver.classify(domain.unwrap_or(""))?;
             if class != AddressClass::Local {
@@ -364,20 +399,33 @@ impl Restrictions {
         else {
             return Ok(Decision::Dunno);
         };
-        let (_, domain) = search::split_address(rcpt);
-        if self.resolver.classify(domain.unwrap_or(""))? != AddressClass::Local {
-            return Ok(Decision::Dunno);
+        // The mailbox it finally names: `u%x@local` and `x!u@local` are
+        // looked up as `u@x` (which is only local when x is).
+        let mut address = rcpt.clone();
+        for _ in 0..MAX_ROUTING {
+            let (localpart, domain) = search::split_address(&address);
+            if self.resolver.classify(domain.unwrap_or(""))? != AddressClass::Local {
+                return Ok(Decision::Dunno);
+            }
+            match routed_elsewhere(localpart) {
+                Some(next) => address = next,
+                None => break,
+            }
         }
-        let keys = search::mail_addr_keys(rcpt, &self.delimiters, true);
+        let keys = search::mail_addr_keys(&address, &self.delimiters, true);
         if maps.search(&keys)?.is_some() {
             return Ok(Decision::Dunno);
         }
+        let text = match self.show_table_name {
+            true => "User unknown in local recipient table",
+            false => "User unknown",
+        };
         Ok(Decision::Reject(reply(
             self.codes.unknown_local,
             "5.1.1",
             rcpt,
             Subject::Recipient.rejected(),
-            "User unknown in local recipient table",
+            text,
         )))
     }
 
@@ -787,6 +835,7 @@ mod tests {
             sender: Some("s@sender.example".into()),
             recipient: Some(recipient.into()),
             improper_pipelining: false,
+            data_stage: false,
         }
     }
 
@@ -808,7 +857,7 @@ mod tests {
             (
                 "10.0.0.1",
                 "u@other.example",
-                "450 4.7.1 <u@other.example>: Relay access denied",
+                "454 4.7.1 <u@other.example>: Relay access denied",
             ),
         ] {
             assert_eq!(

@@ -1,8 +1,11 @@
 //! Envelope addresses as MAIL FROM and RCPT TO carry them (RFC 5321 §4.1.2,
 //! RFC 6531): `<>`, `<local@domain>`, unbracketed `local@domain` (Postfix
 //! accepts it), quoted local parts, address literals, and source routes
-//! `<@a,@b:u@c>` whose route is dropped. Input is never trusted: every
-//! malformed form is an `AddressError`, never a panic.
+//! `<@a,@b:u@c>` whose route is dropped. As in Postfix, the domain follows
+//! the LAST `@`, so `u@x@y` has the local part `u@x` (a routing attempt the
+//! relay check refuses), and a bare IPv4 domain (`u@127.0.0.1`) is an
+//! error: literals need brackets. Input is never trusted: every malformed
+//! form is an `AddressError`, never a panic.
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -54,11 +57,16 @@ impl fmt::Display for Domain {
 }
 
 /// A mailbox: the local part as sent (quotes kept) and an optional domain
-/// (Postfix accepts unqualified `postmaster`).
+/// (Postfix accepts unqualified `postmaster`). A domain name given with a
+/// trailing dot (`u@example.com.`) is stored without it and `trailing_dot`
+/// set: `Display` and `reply_name()` echo it as given, `internal()` (the
+/// lookup and queue-file form) leaves it off, as Postfix's trivial-rewrite
+/// does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Address {
     pub local: String,
     pub domain: Option<Domain>,
+    pub trailing_dot: bool,
 }
 
 impl Address {
@@ -85,12 +93,25 @@ impl Address {
     }
 
     /// The form lookups and the queue file use: quotes and escapes
-    /// removed (`"a b"@x` is `a b@x`), as Postfix's internal form.
+    /// removed (`"a b"@x` is `a b@x`), as Postfix's internal form, and
+    /// without a trailing dot on the domain (`u@x.` is `u@x`), as
+    /// Postfix's address resolver and canonicalization strip it.
     pub fn internal(&self) -> String {
         match &self.domain {
             Some(domain) => format!("{}@{domain}", self.unquoted_local()),
             None => self.unquoted_local(),
         }
+    }
+
+    /// Postfix's `reply_name`, what its smtpd replies echo: the internal
+    /// form (quotes removed) with the domain exactly as given, trailing
+    /// dot included (`<"u@x"@y.>` is `u@x@y.`).
+    pub fn reply_name(&self) -> String {
+        let mut name = self.internal();
+        if self.trailing_dot {
+            name.push('.');
+        }
+        name
     }
 
     /// Whether any part is non-ASCII (needs SMTPUTF8).
@@ -102,8 +123,12 @@ impl Address {
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.domain {
-            Some(d) => write!(f, "{}@{}", self.local, d),
-            None => f.write_str(&self.local),
+            Some(d) => write!(f, "{}@{}", self.local, d)?,
+            None => f.write_str(&self.local)?,
+        }
+        match self.trailing_dot {
+            true => f.write_str("."),
+            false => Ok(()),
         }
     }
 }
@@ -196,34 +221,55 @@ fn strip_route(text: &str, utf8: bool) -> Result<&str, AddressError> {
     let (route, rest) = text.split_once(':').ok_or(AddressError::Route)?;
     for hop in route.split(',') {
         let name = hop.strip_prefix('@').ok_or(AddressError::Route)?;
-        parse_domain(name, utf8).map_err(|_| AddressError::Route)?;
+        parse_route_domain(name, utf8).map_err(|_| AddressError::Route)?;
     }
     Ok(rest)
 }
 
 /// `local@domain` or a bare local part.
 fn parse_mailbox(text: &str, utf8: bool) -> Result<Address, AddressError> {
-    let local_end = local_part_end(text)?;
-    let local = &text[..local_end];
+    let (local, domain_text) = split_mailbox(text)?;
     check_local(local, utf8)?;
-    let domain = match &text[local_end..] {
-        "" => None,
-        rest => {
-            let name = rest.strip_prefix('@').ok_or(AddressError::LocalPart)?;
-            Some(parse_domain(name, utf8)?)
+    let (domain, trailing_dot) = match domain_text {
+        None => (None, false),
+        Some(name) => {
+            let domain = parse_domain(name, utf8)?;
+            let dot = matches!(domain, Domain::Name(_)) && name.ends_with('.');
+            (Some(domain), dot)
         }
     };
     Ok(Address {
         local: local.to_string(),
         domain,
+        trailing_dot,
     })
 }
 
-/// Where the local part ends: after a closing quote, or at the first `@`.
-fn local_part_end(text: &str) -> Result<usize, AddressError> {
-    if !text.starts_with('"') {
-        return Ok(text.find('@').unwrap_or(text.len()));
+/// The local part and the text after its `@`, if any. A quoted local part
+/// ends at its closing quote; an unquoted one at the last `@` (Postfix
+/// splits `u@x@y` as `u@x` and `y`), or at the `@[` that starts an address
+/// literal, whose content may itself hold `@`.
+fn split_mailbox(text: &str) -> Result<(&str, Option<&str>), AddressError> {
+    let local_end = match text.starts_with('"') {
+        true => quoted_end(text)?,
+        false if text.ends_with(']') => match text.rfind("@[") {
+            Some(at) => at,
+            None => text.rfind('@').unwrap_or(text.len()),
+        },
+        false => text.rfind('@').unwrap_or(text.len()),
+    };
+    let (local, rest) = text.split_at(local_end);
+    match rest {
+        "" => Ok((local, None)),
+        _ => {
+            let name = rest.strip_prefix('@').ok_or(AddressError::LocalPart)?;
+            Ok((local, Some(name)))
+        }
     }
+}
+
+/// The index just past the quote that closes a leading quoted string.
+fn quoted_end(text: &str) -> Result<usize, AddressError> {
     let mut escaped = false;
     for (i, c) in text.char_indices().skip(1) {
         match c {
@@ -237,7 +283,8 @@ fn local_part_end(text: &str) -> Result<usize, AddressError> {
 }
 
 /// A dot-string (leniently: Postfix accepts `a..b` and leading dots) or a
-/// quoted string; no controls, no specials outside quotes.
+/// quoted string; no controls, no specials outside quotes except `@`
+/// between non-empty parts (`u@x`, as in `u@x@y`).
 fn check_local(local: &str, utf8: bool) -> Result<(), AddressError> {
     if local.is_empty() || local.chars().any(|c| c.is_control()) {
         return Err(AddressError::LocalPart);
@@ -248,18 +295,31 @@ fn check_local(local: &str, utf8: bool) -> Result<(), AddressError> {
     if local.starts_with('"') {
         return Ok(());
     }
-    const SPECIALS: &[char] = &[
-        '(', ')', '<', '>', '[', ']', '\\', ',', ';', ':', '@', '"', ' ',
-    ];
-    match local.contains(SPECIALS) {
+    const SPECIALS: &[char] = &['(', ')', '<', '>', '[', ']', '\\', ',', ';', ':', '"', ' '];
+    match local.contains(SPECIALS) || local.split('@').any(str::is_empty) {
         true => Err(AddressError::LocalPart),
         false => Ok(()),
     }
 }
 
 /// A host name (letters, digits, `-`, `_`, UTF-8 with SMTPUTF8) or an
-/// address literal.
+/// address literal. One trailing dot is allowed and left off the name.
+/// An all-numeric name such as `127.0.0.1` is an error, as Postfix's
+/// valid_hostname() has it (resolve_numeric_domain = no): an address
+/// literal needs brackets.
 pub fn parse_domain(name: &str, utf8: bool) -> Result<Domain, AddressError> {
+    let domain = parse_route_domain(name, utf8)?;
+    match &domain {
+        Domain::Name(n) if n.chars().all(|c| c.is_ascii_digit() || c == '.') => {
+            Err(AddressError::Domain)
+        }
+        _ => Ok(domain),
+    }
+}
+
+/// `parse_domain` without the all-numeric check: a source-route hop is
+/// dropped unresolved, so `@127.0.0.1:u@x` passes as before.
+fn parse_route_domain(name: &str, utf8: bool) -> Result<Domain, AddressError> {
     if let Some(lit) = name.strip_prefix('[') {
         let lit = lit.strip_suffix(']').ok_or(AddressError::Literal)?;
         return parse_literal(lit);
@@ -416,6 +476,98 @@ mod tests {
         let (p, _) = split_path("<é@exämple.org>").unwrap();
         assert!(parse_path(p, true).is_ok());
         assert!(parse_path(p, false).is_err());
+    }
+
+    #[test]
+    fn at_in_local_part_splits_at_last_at() {
+        let a = mailbox("<user@other.example@test.example>");
+        assert_eq!(a.local, "user@other.example");
+        assert_eq!(a.domain, Some(Domain::Name("test.example".into())));
+        assert_eq!(a.to_string(), "user@other.example@test.example");
+        assert_eq!(a.internal(), "user@other.example@test.example");
+        assert_eq!(a.reply_name(), "user@other.example@test.example");
+        let b = mailbox("a@b@c@d.example");
+        assert_eq!(
+            (b.local.as_str(), b.to_string()),
+            ("a@b@c", "a@b@c@d.example".into())
+        );
+        let routed = mailbox("<@r.example:user@other.example@test.example>");
+        assert_eq!(routed.local, "user@other.example");
+        let lit = mailbox("<u@x.example@[1.2.3.4]>");
+        assert_eq!(lit.local, "u@x.example");
+        assert_eq!(lit.domain, Some(Domain::V4(Ipv4Addr::new(1, 2, 3, 4))));
+        let general = mailbox("<u@[x-tag:a@b]>");
+        assert_eq!(general.local, "u");
+        assert_eq!(general.domain, Some(Domain::General("x-tag:a@b".into())));
+        for bad in [
+            "<@user@x>",
+            "<a@@b>",
+            "<a@b@>",
+            "<a@b@@c>",
+            "<a b@c@d>",
+            "<a@[1.2.3.4]@d>",
+            "<\"a\"@b@c>",
+            "<a\"b@c\"@d>",
+            "<a@b@-c_\u{1}>",
+            "<a@b@c..d>",
+        ] {
+            assert!(path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bare_ipv4_domain_is_an_error() {
+        for bad in [
+            "<user@127.0.0.1>",
+            "user@127.0.0.1",
+            "<user@127.0.0.1.>",
+            "<user@1.2.3>",
+            "<user@123>",
+            "<u@x@127.0.0.1>",
+        ] {
+            assert_eq!(path(bad), Err(AddressError::Domain), "{bad}");
+        }
+        assert!(mailbox("<user@[127.0.0.1]>").domain == Some(Domain::V4(Ipv4Addr::LOCALHOST)));
+        for good in ["<u@1.2.3.x>", "<u@123a>", "<u@1-2.example>", "<u@1_2>"] {
+            assert!(path(good).is_ok(), "{good}");
+        }
+        // A source-route hop is dropped unresolved.
+        assert_eq!(
+            mailbox("<@127.0.0.1:u@x.example>").to_string(),
+            "u@x.example"
+        );
+        assert!(parse_domain("10.0.0.1", false).is_err());
+    }
+
+    #[test]
+    fn trailing_dot_is_echoed_but_not_looked_up() {
+        let a = mailbox("<user@other.example.>");
+        assert_eq!(a.domain, Some(Domain::Name("other.example".into())));
+        assert!(a.trailing_dot);
+        assert_eq!(a.to_string(), "user@other.example.");
+        assert_eq!(Path::Mailbox(a.clone()).to_string(), "user@other.example.");
+        assert_eq!(a.reply_name(), "user@other.example.");
+        assert_eq!(a.internal(), "user@other.example");
+        let q = mailbox("<\"a b\"@x.example.>");
+        assert_eq!(q.to_string(), "\"a b\"@x.example.");
+        assert_eq!(q.reply_name(), "a b@x.example.");
+        assert_eq!(q.internal(), "a b@x.example");
+        let plain = mailbox("<user@other.example>");
+        assert!(!plain.trailing_dot);
+        assert_eq!(plain.reply_name(), plain.internal());
+        assert!(!mailbox("<postmaster>").trailing_dot);
+        for bad in [
+            "<u@.>",
+            "<u@..>",
+            "<u@x..>",
+            "<u@x..y>",
+            "<u@.x>",
+            "<u@x.example..>",
+            "<u@[1.2.3.4].>",
+            "<u@x@.>",
+        ] {
+            assert!(path(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

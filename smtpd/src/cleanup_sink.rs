@@ -146,6 +146,9 @@ pub fn recipient(address: &Address, params: &RcptParams) -> Recipient {
     }
     Recipient {
         address: address.internal(),
+        // As the client wrote it: `"root"@example.com` and
+        // `root@example.com` stay two recipients, as in Postfix.
+        orig_recipient: address.to_string(),
         dsn_orcpt: params
             .orcpt
             .as_ref()

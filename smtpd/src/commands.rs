@@ -27,6 +27,9 @@ const PIPELINING_LOG_MAX: usize = 100;
 /// Handles one command line (without its line end). `crlf`: it ended in
 /// `<CR><LF>`; `pending`: input that followed it in the same read.
 pub(crate) fn dispatch(s: &mut Session, line: &[u8], crlf: bool, pending: &[u8], io: &mut Io) {
+    // A command ends at a NUL byte, as it does for Postfix's C strings:
+    // `\0\0\0` is an empty command, a syntax error, not a non-SMTP one.
+    let line = line.split(|&b| b == 0).next().unwrap_or_default();
     let text = match std::str::from_utf8(line) {
         Ok(t) => Cow::Borrowed(t),
         Err(_) if s.settings.smtputf8_enable => {

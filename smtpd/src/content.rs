@@ -269,7 +269,7 @@ impl Session {
             ));
         }
         if tx.too_big {
-            return Err(Reply::new(552, "5.3.4", "Message size exceeds fixed limit"));
+            return Err(Reply::new(552, "5.3.4", "Error: message file too big"));
         }
         if let Some(e) = &tx.sink_error {
             return Err(e.reply());

@@ -2,9 +2,10 @@
 //! stage evaluated by libmail::restrict (relay restrictions before
 //! recipient restrictions, as Postfix 2.10 and later), its verdict turned
 //! into the session's decision. A table that cannot answer is a temporary
-//! failure (`451 4.3.0 ...: Temporary lookup failure`), never a permit.
+//! failure (`451 4.3.5 ...: Server configuration error`), never a permit.
 
 use libmail::restrict::{ActionKind, Context, Decision as Verdict, Restrictions};
+use libmail::tables::LookupError;
 
 use crate::address::{Address, Path};
 use crate::policy::{Decision, Disposition, Policy, Refusal, View};
@@ -26,12 +27,13 @@ impl RestrictionPolicy {
     /// Evaluates lists in order; the first that decides wins, a permit
     /// moves on to the next list.
     fn run(&mut self, lists: &[&str], view: &View) -> Decision {
-        let context = context(view);
+        let mut context = context(view);
+        context.data_stage = lists.contains(&"smtpd_data_restrictions");
         let mut held = None;
         for list in lists {
             let verdict = match self.restrictions.evaluate(list, &context) {
                 Ok(verdict) => verdict,
-                Err(_) => return Decision::Reject(temporary_failure(view)),
+                Err(err) => return lookup_failed(&err, &context, view),
             };
             for action in verdict.actions {
                 let (value, reason) = (action.value, action.reason);
@@ -44,7 +46,7 @@ impl RestrictionPolicy {
                 }
             }
             if let Verdict::Reject(reply) = verdict.decision {
-                return Decision::Reject(Refusal::new(reply.code, &reply.dsn, reply.text));
+                return Decision::Reject(refusal(reply, view));
             }
         }
         match held {
@@ -65,10 +67,19 @@ impl Policy for RestrictionPolicy {
         self.run(&["smtpd_sender_restrictions"], view)
     }
     fn check_recipient(&mut self, view: &View) -> Decision {
-        self.run(
+        let decision = self.run(
             &["smtpd_relay_restrictions", "smtpd_recipient_restrictions"],
             view,
-        )
+        );
+        if matches!(decision, Decision::Reject(_)) {
+            return decision;
+        }
+        let context = context(view);
+        match self.restrictions.unlisted_recipient_check(&context) {
+            Ok(Verdict::Reject(reply)) => Decision::Reject(refusal(reply, view)),
+            Ok(_) => decision,
+            Err(err) => lookup_failed(&err, &context, view),
+        }
     }
     fn check_vrfy(&mut self, view: &View) -> Decision {
         self.run(&["smtpd_recipient_restrictions"], view)
@@ -95,16 +106,55 @@ fn context(view: &View) -> Context {
         }),
         recipient: view.recipient.map(Address::internal),
         improper_pipelining: view.improper_pipelining,
+        data_stage: false,
     }
 }
 
-fn temporary_failure(view: &View) -> Refusal {
-    let name = match (view.recipient, view.sender) {
-        (Some(rcpt), _) => rcpt.to_string(),
-        (None, Some(sender)) => sender.to_string(),
-        (None, None) => view.client.log_name(),
+/// A refusal naming the address as the client wrote it (`<u@x.>`, trailing
+/// dot kept), where the restriction saw the form lookups use.
+fn refusal(reply: libmail::restrict::Reply, view: &View) -> Refusal {
+    let named = |address: &Address| (address.internal(), address.reply_name());
+    let names = match (view.recipient, view.sender) {
+        (Some(rcpt), _) => Some(named(rcpt)),
+        (None, Some(Path::Mailbox(sender))) => Some(named(sender)),
+        _ => None,
     };
-    Refusal::new(451, "4.3.0", format!("<{name}>: Temporary lookup failure"))
+    let text = match names {
+        Some((seen, given)) if seen != given => {
+            match reply.text.strip_prefix(&format!("<{seen}>")) {
+                Some(rest) => format!("<{given}>{rest}"),
+                None => reply.text,
+            }
+        }
+        _ => reply.text,
+    };
+    Refusal::new(reply.code, &reply.dsn, text)
+}
+
+/// A table that cannot answer: logged as Postfix's dictionaries log it,
+/// then refused with a temporary error.
+fn lookup_failed(err: &LookupError, context: &Context, view: &View) -> Decision {
+    let key = context
+        .recipient
+        .as_deref()
+        .or(context.sender.as_deref())
+        .unwrap_or(&context.client_name);
+    libmail::msg::warning(format!("{} lookup error for \"{key}\"", err.table));
+    Decision::Reject(temporary_failure(view))
+}
+
+/// Postfix's reply for a lookup error.
+fn temporary_failure(view: &View) -> Refusal {
+    let (name, rejected) = match (view.recipient, view.sender) {
+        (Some(rcpt), _) => (rcpt.reply_name(), "Recipient address rejected"),
+        (None, Some(sender)) => (sender.to_string(), "Sender address rejected"),
+        (None, None) => (view.client.log_name(), "Client host rejected"),
+    };
+    Refusal::new(
+        451,
+        "4.3.5",
+        format!("<{name}>: {rejected}: Server configuration error"),
+    )
 }
 
 #[cfg(test)]
@@ -155,7 +205,7 @@ mod tests {
         assert_eq!(
             decide(&mut p, "10.0.0.1", "u@other.example"),
             Decision::Reject(Refusal::new(
-                450,
+                454,
                 "4.7.1",
                 "<u@other.example>: Relay access denied"
             ))
@@ -216,8 +266,8 @@ mod tests {
             decide(&mut p, "127.0.0.1", "u@mail.example.com"),
             Decision::Reject(Refusal::new(
                 451,
-                "4.3.0",
-                "<u@mail.example.com>: Temporary lookup failure"
+                "4.3.5",
+                "<u@mail.example.com>: Recipient address rejected: Server configuration error"
             ))
         );
         let _ = std::fs::remove_dir_all(dir);

@@ -614,7 +614,7 @@ fn message_size_limit_while_receiving() {
     }
     input.extend_from_slice(b".\r\nNOOP\r\n");
     let run = session_with(set, &mut MockPolicy::default(), &input, 0);
-    assert!(run.replies.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n552 5.3.4 Message size exceeds fixed limit\r\n250 2.0.0 Ok\r\n"));
+    assert!(run.replies.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n552 5.3.4 Error: message file too big\r\n250 2.0.0 Ok\r\n"));
     assert!(run.sink.queued.is_empty());
     assert_eq!(run.sink.aborted, 1);
 }
@@ -1034,4 +1034,36 @@ fn access_prepend_redirect_and_filter_reach_the_message() {
         run.sink.queued[0].disposition,
         Some(Disposition::Filter("smtp:[127.0.0.1]:10025".into()))
     );
+}
+
+#[test]
+fn nul_bytes_end_a_command() {
+    assert_eq!(
+        replies(b"\0\0\0\r\nNOOP\0junk\r\nQUIT\r\n"),
+        "500 5.5.2 Error: bad syntax\r\n250 2.0.0 Ok\r\n221 2.0.0 Bye\r\n"
+    );
+}
+
+#[test]
+fn routed_numeric_and_trailing_dot_addresses() {
+    let run = session(b"EHLO h\r\nMAIL FROM:<a@127.0.0.1>\r\nMAIL FROM:<s@x.example@b.example.>\r\nRCPT TO:<user@127.0.0.1>\r\nRCPT TO:<user@[127.0.0.1]>\r\nRCPT TO:<user@other.example@test.example>\r\nRCPT TO:<user@other.example.>\r\nRCPT TO:<user@.>\r\nRCPT TO:<user@a..b>\r\nRCPT TO:<x@y@localhost.>\r\nQUIT\r\n");
+    let expected = [
+        "501 5.1.7 Bad sender address syntax",
+        "250 2.1.0 Ok",
+        "501 5.1.3 Bad recipient address syntax",
+        "554 5.7.1 <user@[127.0.0.1]>: Relay access denied",
+        "554 5.7.1 <user@other.example@test.example>: Relay access denied",
+        "554 5.7.1 <user@other.example.>: Relay access denied",
+        "501 5.1.3 Bad recipient address syntax",
+        "501 5.1.3 Bad recipient address syntax",
+        "554 5.7.1 <x@y@localhost.>: Relay access denied",
+        "221 2.0.0 Bye",
+    ];
+    let got = run
+        .replies
+        .split_once("\r\n250 CHUNKING\r\n")
+        .expect("ehlo")
+        .1;
+    assert_eq!(got, expected.map(|l| format!("{l}\r\n")).concat());
+    assert!(run.logs.contains(&"NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 554 5.7.1 <user@other.example.>: Relay access denied; from=<s@x.example@b.example.> to=<user@other.example.> proto=ESMTP helo=<h>".to_string()));
 }
