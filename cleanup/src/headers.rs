@@ -140,12 +140,6 @@ pub fn message_id(created: SystemTime, queue_id: &str, myhostname: &str) -> Stri
     format!("<{}.{queue_id}@{myhostname}>", utc.format("%Y%m%d%H%M%S"))
 }
 
-/// An RFC 5322 date in local time: `Sat, 21 Nov 2026 10:00:00 +0100`.
-pub fn date(time: SystemTime) -> String {
-    let local: chrono::DateTime<chrono::Local> = time.into();
-    local.format("%a, %e %b %Y %H:%M:%S %z").to_string()
-}
-
 /// The From: value for a message without one: the sender (or
 /// MAILER-DAEMON for `<>`) with the full name, as header_from_format says.
 pub fn from_value(sender: &str, fullname: Option<&str>, obsolete: bool) -> String {
@@ -280,7 +274,7 @@ mod tests {
             message_id(t, "4A1B2C3D", "mail.example.com"),
             "<20231114221320.4A1B2C3D@mail.example.com>"
         );
-        assert!(date(t).contains(" 2023 "));
+        assert!(libmail::mail_date::mail_date(t).contains(" 2023 "));
         assert_eq!(
             from_value("al@x.example", Some("Al Q"), false),
             "Al Q <al@x.example>"

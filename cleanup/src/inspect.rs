@@ -217,7 +217,7 @@ impl Message<'_> {
             msg::info(format!("{}: message-id=<>", self.queue_id));
         }
         if add && !has_date {
-            let date = headers::date(self.arrival);
+            let date = libmail::mail_date::mail_date(self.arrival);
             self.put_header(format!("{prefix}Date: {date}").as_bytes())?;
         }
         if add && !has_from {

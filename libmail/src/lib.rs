@@ -12,6 +12,7 @@ pub mod features;
 pub mod header_checks;
 pub mod ipc;
 pub mod log;
+pub mod mail_date;
 pub mod maildrop;
 pub mod match_list;
 pub mod msg;

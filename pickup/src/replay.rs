@@ -46,15 +46,8 @@ pub fn received_header(ctx: &Context) -> String {
         ctx.mail_name,
         ctx.uid,
         ctx.queue_id,
-        mail_date(ctx.time)
+        libmail::mail_date::mail_date(ctx.time)
     )
-}
-
-/// RFC 5322 date in local time, with the zone abbreviation as Postfix
-/// writes it when the system knows one.
-pub fn mail_date(time: SystemTime) -> String {
-    let local: chrono::DateTime<chrono::Local> = time.into();
-    local.format("%a, %e %b %Y %H:%M:%S %z").to_string()
 }
 
 /// Everything after `open`, up to and including `end`.

@@ -24,29 +24,51 @@ pub enum RewriteContext {
     Remote,
 }
 
-/// Whether `client` gets local header rewriting: local_header_rewrite_clients
-/// with permit_inet_interfaces, permit_mynetworks and static:all. A
-/// lookup that fails counts as remote, the safe side.
-pub fn rewrite_context(config: &Config, addr: IpAddr, name: &str) -> RewriteContext {
-    let words = config
-        .list("local_header_rewrite_clients")
-        .unwrap_or_default();
-    let local = words.iter().any(|word| match word.as_str() {
-        "static:all" => true,
-        "permit_inet_interfaces" => interface_addresses(config, &["inet_interfaces"])
-            .map(|list| list.contains(&addr))
-            .unwrap_or(false),
-        "permit_mynetworks" => config
-            .string("mynetworks")
-            .ok()
-            .and_then(|value| NetworkList::new(&value).ok())
-            .and_then(|mut list| list.matches(addr, Some(name)).ok())
-            .unwrap_or(false),
-        _ => false,
-    });
-    match local {
-        true => RewriteContext::Local,
-        false => RewriteContext::Remote,
+/// local_header_rewrite_clients, read once per process: which clients
+/// get local header rewriting. permit_inet_interfaces, permit_mynetworks
+/// and static:all are understood; a lookup that fails counts as remote,
+/// the safe side.
+pub struct LocalHeaderClients {
+    all: bool,
+    /// The inet_interfaces addresses, when permit_inet_interfaces is listed.
+    interfaces: Vec<IpAddr>,
+    /// mynetworks, when permit_mynetworks is listed.
+    mynetworks: Option<NetworkList>,
+}
+
+impl LocalHeaderClients {
+    pub fn new(config: &Config) -> LocalHeaderClients {
+        let words = config
+            .list("local_header_rewrite_clients")
+            .unwrap_or_default();
+        let listed = |name: &str| words.iter().any(|word| word == name);
+        LocalHeaderClients {
+            all: listed("static:all"),
+            interfaces: match listed("permit_inet_interfaces") {
+                true => interface_addresses(config, &["inet_interfaces"]).unwrap_or_default(),
+                false => Vec::new(),
+            },
+            mynetworks: match listed("permit_mynetworks") {
+                true => config
+                    .string("mynetworks")
+                    .ok()
+                    .and_then(|value| NetworkList::new(&value).ok()),
+                false => None,
+            },
+        }
+    }
+
+    /// The rewrite context for the client at `addr` named `name`.
+    pub fn context(&mut self, addr: IpAddr, name: &str) -> RewriteContext {
+        let in_mynetworks =
+            |list: &mut NetworkList| list.matches(addr, Some(name)).unwrap_or(false);
+        let local = self.all
+            || self.interfaces.contains(&addr)
+            || self.mynetworks.as_mut().is_some_and(in_mynetworks);
+        match local {
+            true => RewriteContext::Local,
+            false => RewriteContext::Remote,
+        }
     }
 }
 
@@ -266,6 +288,26 @@ mod tests {
         assert_eq!(r.address, "u@example.net");
         assert_eq!(r.dsn_orcpt, "rfc822;U@example.net");
         assert_eq!(r.dsn_notify, notify::SUCCESS | notify::FAILURE);
+    }
+
+    #[test]
+    fn local_header_rewrite_clients() {
+        let config = |value: &str| {
+            let text = format!(
+                "myhostname = mx.example.com\ninet_interfaces = 192.0.2.1\n\
+                 mynetworks = 10.0.0.0/8\nlocal_header_rewrite_clients = {value}\n"
+            );
+            Config::from_text(std::path::Path::new("/nonexistent"), &text).unwrap()
+        };
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let mut default = LocalHeaderClients::new(&config("permit_inet_interfaces"));
+        assert_eq!(default.context(ip("192.0.2.1"), "x"), RewriteContext::Local);
+        assert_eq!(default.context(ip("10.1.1.1"), "x"), RewriteContext::Remote);
+        let mut nets = LocalHeaderClients::new(&config("permit_mynetworks"));
+        assert_eq!(nets.context(ip("10.1.1.1"), "x"), RewriteContext::Local);
+        assert_eq!(nets.context(ip("192.0.2.1"), "x"), RewriteContext::Remote);
+        let mut all = LocalHeaderClients::new(&config("static:all"));
+        assert_eq!(all.context(ip("198.51.100.7"), "x"), RewriteContext::Local);
     }
 
     #[test]

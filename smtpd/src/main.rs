@@ -17,9 +17,9 @@ use libmail::msg;
 use libmail::restrict::Restrictions;
 use libmail::server::{Client, Server};
 
-use smtpd::cleanup_sink::{rewrite_context, CleanupSink};
+use smtpd::cleanup_sink::{CleanupSink, LocalHeaderClients, RewriteContext};
 use smtpd::restrictions::RestrictionPolicy;
-use smtpd::{config, peer, Action, Session};
+use smtpd::{config, peer, Action, Session, Settings};
 
 /// Bytes read from the client at a time.
 const READ_SIZE: usize = 64 * 1024;
@@ -28,6 +28,9 @@ const READ_SIZE: usize = 64 * 1024;
 /// tables stay open between clients.
 struct Daemon {
     policy: RestrictionPolicy,
+    /// main.cf's session settings; each connection adds its client.
+    settings: Settings,
+    local_headers: LocalHeaderClients,
     cleanup: PathBuf,
     timeout: Duration,
     peername_lookup: bool,
@@ -37,15 +40,15 @@ impl Daemon {
     fn new(config: &Config) -> Result<Daemon, String> {
         let restrictions = Restrictions::new(config).map_err(|e| e.to_string())?;
         let setting = |e: ConfigError| e.to_string();
-        // A bad value would otherwise fail every session: find it now.
-        let probe = smtpd::Client {
+        let unknown = smtpd::Client {
             name: "unknown".to_string(),
-            addr: "127.0.0.1".to_string(),
+            addr: String::new(),
             port: 0,
         };
-        config::settings(config, probe).map_err(setting)?;
         Ok(Daemon {
             policy: RestrictionPolicy::new(restrictions),
+            settings: config::settings(config, unknown).map_err(setting)?,
+            local_headers: LocalHeaderClients::new(config),
             cleanup: libmail::cleanup::service_path(config).map_err(setting)?,
             timeout: Duration::from_secs(config.time("smtpd_timeout").map_err(setting)?.max(1)),
             peername_lookup: config.bool("smtpd_peername_lookup").map_err(setting)?,
@@ -59,13 +62,11 @@ impl Daemon {
         };
         let client = peer::client(peer_addr, self.peername_lookup);
         let context = match client.addr.parse() {
-            Ok(addr) => rewrite_context(config, addr, &client.name),
-            Err(_) => smtpd::cleanup_sink::RewriteContext::Remote,
+            Ok(addr) => self.local_headers.context(addr, &client.name),
+            Err(_) => RewriteContext::Remote,
         };
-        let mut settings = match config::settings(config, client) {
-            Ok(settings) => settings,
-            Err(err) => return msg::warning(err.to_string()),
-        };
+        let mut settings = self.settings.clone();
+        settings.client = client;
         config::exclude_bare_newline(config, &mut settings);
         let _ = stream.set_read_timeout(Some(self.timeout));
         let _ = stream.set_write_timeout(Some(self.timeout));
