@@ -5,8 +5,10 @@ import grp
 import os
 import pwd
 import re
+import socket
 import stat
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,36 @@ PARAM_NAMES = [name for name, _ in PARAM_DEFAULTS]
 MAIN_CF_PARAMS = PARAM_NAMES[2:]
 
 IS_ROOT = os.geteuid() == 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on host that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, seconds: float = 30.0, what: str = "condition", interval: float = 0.05):
+    """Polls predicate until it returns something true, and returns that;
+    fails after a generous time (a failure, not a measurement)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def alive(pid: int) -> bool:
+    """True if pid is a live process (a zombie waiting for its parent is
+    gone for our purposes)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return fields[0] != "Z"
 
 
 def run_install(script_dir: Path, *args: str, cwd: Path, user=None, timeout=120):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import IS_ROOT, run_install
+from helpers import IS_ROOT, alive, free_port, run_install, wait_until  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = os.environ.get("MAILSYSTEM_REFERENCE", "") == "debian"
@@ -41,25 +41,6 @@ QUEUES = ("maildrop", "incoming", "active", "deferred", "hold", "corrupt")
 SHORT_ID = r"[0-9A-F]{6,}"
 LONG_ID = r"[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10,}z[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]+"
 QUEUE_ID = rf"(?:{LONG_ID}|{SHORT_ID})"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, seconds: float = 30.0, what: str = "condition", interval: float = 0.05):
-    """Polls predicate until it returns something true; fails after a
-    generous time (a failure, not a measurement)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 class Reply:
@@ -393,7 +374,7 @@ class MailSystem:
         self.run("postfix", "stop")
         if pid:
             try:
-                wait_until(lambda: not _alive(pid), 30, "master to stop")
+                wait_until(lambda: not alive(pid), 30, "master to stop")
             except AssertionError:
                 pass
         self.kill_leftovers()
@@ -509,14 +490,6 @@ class MailSystem:
             if sep and not line.startswith("***"):
                 records.setdefault(name, []).append(value)
         return records
-
-
-def _alive(pid: int) -> bool:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, IndexError):
-        return False
-    return fields[0] != "Z"
 
 
 def make_base(prefix: str) -> Path:

@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from helpers import free_port
+
 # Debian puts the server in /usr/sbin, which a plain user's PATH lacks.
 SEARCH_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin")
 
@@ -28,13 +30,6 @@ def find_program(*names: str) -> str | None:
             if os.access(candidate, os.X_OK):
                 return candidate
     return None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServerError(Exception):

@@ -16,38 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from helpers import alive, free_port, wait_until
+
 REPO = Path(__file__).resolve().parent.parent
 MASTER = REPO / "target" / "release" / "master"
 TEST_SERVICE = REPO / "target" / "release" / "examples" / "test_service"
 LOG_LINE = re.compile(r"^[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \S+ postfix/(master|test_service)\[\d+\]: ")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is gone for our purposes.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
+    return wait_until(predicate, timeout, what)
 
 
 def children_of(pid: int) -> list[int]:

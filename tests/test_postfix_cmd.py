@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import IS_ROOT, run_install
+from helpers import IS_ROOT, alive, run_install
 
 REPO = Path(__file__).resolve().parent.parent
 STANDIN = REPO / "tests" / "fixtures" / "postfix_cmd" / "master_standin.py"
@@ -116,15 +116,6 @@ def as_user(user, argv, env=None, timeout=60, cwd=None):
     return subprocess.run(
         argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, env=run_env, cwd=cwd, **extra
     )
-
-
-def alive(pid: int) -> bool:
-    """True if pid is a live process (a zombie waiting for init is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return fields[0] != "Z"
 
 
 def locked(pid_file: Path) -> bool:
