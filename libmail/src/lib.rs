@@ -5,7 +5,9 @@
 //! numbers for children, SCM_RIGHTS, setsid), which allows it explicitly.
 
 pub mod atomic_file;
+pub mod bounce;
 pub mod cleanup;
+pub mod deliver;
 pub mod config;
 pub mod error;
 pub mod features;

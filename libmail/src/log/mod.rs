@@ -25,6 +25,7 @@
 //! not copied: master's service_throttle_time already slows down a
 //! daemon that keeps failing, and commands should fail fast.
 
+pub mod delivery;
 pub mod error;
 mod file;
 pub mod line;

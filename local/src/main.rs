@@ -1,0 +1,3 @@
+#![forbid(unsafe_code)]
+//! local(8), being built.
+fn main() {}
