@@ -10,7 +10,8 @@
 #                             the same for scripts: no questions
 #   make demo                 install into ./demo and show the configuration tools
 #   make test                 everything CI runs (installs missing tools first)
-#   make bench                time postmap against Debian's (needs test-tools)
+#   make bench                time postmap and mail delivery against Debian's
+#                             Postfix (as root; needs test-tools)
 #   make clean                remove what the build made
 
 CARGO  ?= cargo
@@ -88,6 +89,11 @@ test-tools:
 	@dpkg -s postfix >/dev/null 2>&1 || { \
 		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 		$(call apt_install,postfix); }
+	@# swaks, a second real SMTP client for the smtpd tests.
+	@command -v swaks >/dev/null || $(call apt_install,swaks)
+	@# pflogsumm counts the deliveries and bounces in the delivery tests'
+	@# maillog, as an administrator's report would.
+	@command -v pflogsumm >/dev/null || $(call apt_install,pflogsumm)
 	@# Its pcre: and cdb: tables, for the postmap tests.
 	@dpkg -s postfix-pcre >/dev/null 2>&1 || $(call apt_install,postfix-pcre)
 	@dpkg -s postfix-cdb >/dev/null 2>&1 || $(call apt_install,postfix-cdb)
@@ -97,9 +103,11 @@ test-tools:
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
 
-# Not a test: table build and lookup speed, ours against Debian's postmap.
+# Not a test: table build and lookup speed against Debian's postmap, then
+# mail throughput, CPU and memory end to end against Debian's Postfix.
 bench: all
 	$(PYTHON) bench/tables.py
+	$(PYTHON) bench/mail.py
 
 clean:
 	$(CARGO) clean

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # demo.sh: what "make demo" shows. Installs postfix-rs into ./demo (fresh
 # each time) and walks through the configuration steps of an install guide
-# with the installed postconf, then starts the mail system on a free
-# loopback port and sends mail in through SMTP and sendmail. As root the
-# daemons run as the "postfix" user (created, with the "postdrop" group,
-# when missing, as Postfix's install guides do); as anybody else the
-# install is unprivileged and everything runs as that user.
+# with the installed postconf, then starts the mail system on
+# 127.0.0.1:2525, sends one message through SMTP and one through sendmail
+# to a Maildir in ./demo, shows the log lines and the delivered messages,
+# and leaves the mail system running. As root the daemons run as the
+# "postfix" user (created, with the "postdrop" group, when missing, as
+# Postfix's install guides do); as anybody else the install is
+# unprivileged and everything runs as that user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO=$PWD/demo
@@ -20,6 +22,19 @@ step() {
     "$@" 2>&1 || true
 }
 
+PORT=2525
+# A demo still running from last time goes first.
+if [ -x "$DEMO/usr/sbin/postfix" ]; then
+    "$DEMO/usr/sbin/postfix" -c "$DEMO/etc/postfix" stop >/dev/null 2>&1 || true
+    for _ in $(seq 50); do
+        [ -e "$DEMO/var/spool/postfix/pid/master.pid" ] || break
+        sleep 0.1
+    done
+fi
+if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $PORT), timeout=1); sys.exit(0)" 2>/dev/null; then
+    echo "make demo: 127.0.0.1:$PORT is taken by another program; stop it first." >&2
+    exit 1
+fi
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
 if [ "$(id -u)" -eq 0 ]; then
@@ -65,17 +80,23 @@ step postalias -q postmaster "hash:$CONF/aliases"
 step postmap -q 10.1.2.3 "inline:{10.1.2.3=REJECT}"
 
 echo
-echo "# The mail system itself: main.cf points into $DEMO, smtpd listens on a"
-echo "# free loopback port instead of 25."
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+echo "# The mail system itself: main.cf points into $DEMO, smtpd listens on"
+echo "# 127.0.0.1:$PORT instead of port 25, and mail for demo@localhost goes to"
+echo "# the Maildir $DEMO/Maildir/ (an alias, as /etc/aliases would say)."
 LOG=$DEMO/var/log/maillog
-mkdir -p "$DEMO/var/log"
+MAILDIR=$DEMO/Maildir
+mkdir -p "$DEMO/var/log" "$MAILDIR"
 postconf -e "command_directory = $DEMO/usr/sbin" "daemon_directory = $DEMO/usr/libexec/postfix" \
     "queue_directory = $DEMO/var/spool/postfix" "data_directory = $DEMO/var/lib/postfix" \
     "maillog_file = $LOG" "maillog_file_prefixes = $DEMO" \
     "alias_maps = hash:$CONF/aliases" "alias_database = hash:$CONF/aliases" \
+    "mail_spool_directory = $DEMO/var/mail" \
     'mydestination = $myhostname, localhost' 'mynetworks = 192.168.1.0/24'
 [ "$(id -u)" -eq 0 ] || postconf -e "mail_owner = $(id -un)" "setgid_group = $(id -gn)"
+# Files named in root's aliases are written with default_privs (nobody).
+[ "$(id -u)" -ne 0 ] || chown "$(postconf -h default_privs)" "$MAILDIR"
+printf 'demo: %s/\n' "$MAILDIR" >>"$CONF/aliases"
+postalias "hash:$CONF/aliases"
 sed -i "s/^smtp \( *\)inet/127.0.0.1:$PORT inet/" "$CONF/master.cf"
 trap 'postfix stop >/dev/null 2>&1 || true' EXIT
 step postfix start
@@ -94,11 +115,11 @@ def answer():
         if line[3:4] != "-":
             return
 answer()
-for command in ["ehlo client.example", "mail from:<root>", "rcpt to:<root@mail.example.com>",
+for command in ["ehlo client.example", "mail from:<someone@client.example>", "rcpt to:<demo@localhost>",
                 "rcpt to:<someone@other.example.net>", "data", None, "quit"]:
     if command is None:
-        conn.sendall(b"Subject: hello\r\n\r\nA first message.\r\n.\r\n")
-        print("Subject: hello\n\nA first message.\n.")
+        conn.sendall(b"Subject: hello over SMTP\r\n\r\nA first message.\r\n.\r\n")
+        print("Subject: hello over SMTP\n\nA first message.\n.")
     else:
         print(command)
         conn.sendall(command.encode() + b"\r\n")
@@ -107,27 +128,33 @@ PY
 echo
 echo "# The other door: sendmail, as 'echo body | mail -s subject user' uses it."
 step sendmail -t <<'MSG'
-To: postmaster@mail.example.com
-Subject: from sendmail
+To: demo@localhost
+Subject: hello from sendmail
 
 Handed to postdrop, picked up by pickup.
 MSG
-for _ in $(seq 50); do
-    [ -z "$(ls -A "$DEMO/var/spool/postfix/maildrop")" ] && break
+for _ in $(seq 100); do
+    [ "$(find "$MAILDIR/new" -type f 2>/dev/null | wc -l)" -ge 2 ] && break
     sleep 0.1
 done
-sleep 0.3
-step ls -R "$DEMO/var/spool/postfix/incoming"
-FIRST=$(grep -o 'postfix/smtpd\[[0-9]*\]: [0-9A-F]*: client=' "$LOG" | head -1 | sed 's/.*: \([0-9A-F]*\): client=/\1/')
-step postcat -q "$FIRST"
-step tail -n 12 "$LOG"
-step postfix stop
+echo
+echo "# The journey in the log: smtpd, cleanup, qmgr, local."
+step grep -E 'smtpd|pickup|cleanup|qmgr|local' "$LOG"
+echo
+echo "# The delivered messages, one file each in $MAILDIR/new:"
+for file in "$MAILDIR"/new/*; do
+    [ -e "$file" ] || { echo "(none yet: see the log above)"; break; }
+    printf '\n==> %s <==\n' "$file"
+    cat "$file"
+done
 trap - EXIT
 
 cat <<TXT
 
-Try more:  $DEMO/usr/sbin/postconf -c $CONF -n
-           man -l $DEMO/usr/local/man/man5/postconf.5
-Mail waits in $DEMO/var/spool/postfix/incoming: qmgr and the delivery
-agents (local, smtp) come with the next issues.
+postfix-rs is still running on 127.0.0.1:$PORT.
+Talk to it:     telnet 127.0.0.1 $PORT      (or: swaks --server 127.0.0.1:$PORT --to demo@localhost)
+Send with:      echo hi | $DEMO/usr/sbin/sendmail -C $CONF demo@localhost
+Read the log:   tail -f $LOG
+Mail arrives:   ls $MAILDIR/new
+Stop it:        $DEMO/usr/sbin/postfix -c $CONF stop
 TXT

@@ -146,9 +146,12 @@ class MailSystem:
     """One installed, configured instance.  Paths as installed below
     root; programs run from there."""
 
-    def __init__(self, base: Path, mail_accounts: tuple[str, str], reference: bool = REFERENCE):
+    def __init__(self, base: Path, mail_accounts: tuple[str, str], reference: bool = REFERENCE, delivery: bool = False):
         self.base = base
         self.reference = reference
+        # With delivery, qmgr and local run and mail leaves the queue;
+        # without, accepted mail stays in incoming/ for the tests to read.
+        self.delivery = delivery
         self.mail_owner, self.setgid_group = mail_accounts
         self.port = free_port()
         self.smtpd_options: list[str] = []
@@ -259,6 +262,8 @@ class MailSystem:
             )
         else:
             text = f"{port} inet n - n - - smtpd{options}\npickup unix n - n 60 1 pickup\ncleanup unix n - n - 0 cleanup\n"
+        if self.delivery:
+            text += "qmgr unix n - n 300 1 qmgr\nlocal unix - n n - - local\n"
         (self.config / "master.cf").write_text(text + self.extra_master_cf)
 
     # --- commands -----------------------------------------------------------
@@ -500,14 +505,14 @@ def make_base(prefix: str) -> Path:
     return path
 
 
-def mail_system_fixture(scope: str = "module", setup=None):
+def mail_system_fixture(scope: str = "module", setup=None, delivery: bool = False):
     """A pytest fixture that yields a started MailSystem; setup(system) may
     change the configuration before it starts."""
 
     @pytest.fixture(scope=scope)
     def mailsystem(built, mail_accounts):
         base = make_base("pfx-mail-")
-        system = MailSystem(base, mail_accounts)
+        system = MailSystem(base, mail_accounts, delivery=delivery)
         try:
             if setup:
                 setup(system)

@@ -160,7 +160,9 @@ impl DeliveryRequest {
             active_time: from_micros(m.number("active_time")?),
             sender: m.text("sender")?.to_string(),
             nexthop: m.text("nexthop")?.to_string(),
-            dsn_envid: m.get("envid").map(|v| String::from_utf8_lossy(v).into_owned()),
+            dsn_envid: m
+                .get("envid")
+                .map(|v| String::from_utf8_lossy(v).into_owned()),
             dsn_ret: small(m.number("ret")?, "ret")?,
             attributes: Vec::new(),
             recipients: Vec::new(),
@@ -241,7 +243,12 @@ impl DeliveryClient {
     pub fn connect(config: &Config, transport: &str) -> Result<DeliveryClient, IpcError> {
         let path = agent_path(config, transport)
             .map_err(|e| IpcError::Io(std::io::Error::other(e.to_string())))?;
-        let stream = UnixStream::connect(&path)?;
+        DeliveryClient::connect_path(&path)
+    }
+
+    /// Connects to the agent socket at `path` (from `agent_path`).
+    pub fn connect_path(path: &std::path::Path) -> Result<DeliveryClient, IpcError> {
+        let stream = UnixStream::connect(path)?;
         stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
         Ok(DeliveryClient {
             stream,
@@ -277,10 +284,7 @@ pub fn send_reply(stream: &mut UnixStream, reply: &DeliveryReply) -> Result<(), 
 }
 
 fn current(request: &mut DeliveryRequest) -> Result<&mut Recipient, IpcError> {
-    request
-        .recipients
-        .last_mut()
-        .ok_or_else(|| missing("rcpt"))
+    request.recipients.last_mut().ok_or_else(|| missing("rcpt"))
 }
 
 fn micros(time: SystemTime) -> u64 {

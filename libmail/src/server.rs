@@ -225,6 +225,15 @@ impl Server {
     /// descriptors; then gives up privileges. `program` names the daemon
     /// in messages (`postfix/NAME[pid]`).
     pub fn start(program: &str, args: &[String]) -> Result<Server, ServerError> {
+        let server = Server::start_privileged(program, args)?;
+        server.drop_privileges()?;
+        Ok(server)
+    }
+
+    /// `start` without giving up root: for local(8) and virtual(8),
+    /// which switch to each recipient's uid/gid for the delivery itself
+    /// (DESIGN.md §6).
+    pub fn start_privileged(program: &str, args: &[String]) -> Result<Server, ServerError> {
         let args = parse_args(args)?;
         let mut config = Config::load(None)?;
         for (name, value) in &args.overrides {
@@ -254,7 +263,6 @@ impl Server {
             max_use,
             max_idle,
         };
-        server.drop_privileges()?;
         Ok(server)
     }
 
@@ -314,16 +322,47 @@ impl Server {
         }
     }
 
-    /// The listener with a client, or `None` when it is time to go.
+    /// For a persistent daemon (qmgr): serves until master goes away,
+    /// ignoring max_use and max_idle as Postfix does for its queue
+    /// manager. The handler gets no configuration: such a daemon takes
+    /// `config` out of the server before it hands the server to the
+    /// thread that runs this loop.
+    pub fn serve_triggers(mut self, mut handle: impl FnMut(Client)) {
+        loop {
+            self.report(Status::Available);
+            let Some(index) = self.wait_without_timeout() else {
+                return;
+            };
+            match self.listeners[index].accept() {
+                Ok(None) => continue,
+                Ok(Some(client)) => {
+                    self.report(Status::Taken);
+                    handle(client);
+                }
+                Err(err) => crate::msg::warning(format!("accept: {err}")),
+            }
+        }
+    }
+
+    /// The listener with a client, or `None` when it is time to go:
+    /// master gone, or max_idle passed without a client.
     fn wait_for_client(&self) -> Option<usize> {
+        let millis = self.max_idle.as_millis().min(i32::MAX as u128) as i32;
+        self.wait(PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX))
+    }
+
+    /// `wait_for_client` without max_idle.
+    fn wait_without_timeout(&self) -> Option<usize> {
+        self.wait(PollTimeout::NONE)
+    }
+
+    fn wait(&self, timeout: PollTimeout) -> Option<usize> {
         let mut fds: Vec<PollFd> = self
             .listeners
             .iter()
             .map(|l| PollFd::new(l.fd(), PollFlags::POLLIN))
             .collect();
         fds.push(PollFd::new(self.status.as_fd(), PollFlags::POLLIN));
-        let millis = self.max_idle.as_millis().min(i32::MAX as u128) as i32;
-        let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
         loop {
             match poll(&mut fds, timeout) {
                 Ok(0) => return None,

@@ -69,6 +69,25 @@ pub fn wake_qmgr(config: &Config, request: &[u8]) {
     }
 }
 
+/// Asks qmgr to retry all deferred mail now and to forget which
+/// destinations it found dead (`postfix flush`, `postqueue -f`, ETRN).
+/// Unlike `wake_qmgr`, failure matters: the caller says the mail system
+/// is down.
+pub fn flush_queue(config: &Config) -> io::Result<()> {
+    let name = config
+        .string("queue_service_name")
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let path = public_service(config, &name).map_err(|e| io::Error::other(e.to_string()))?;
+    let request = [
+        qmgr::FLUSH_DEAD,
+        qmgr::SCAN_DEFERRED,
+        qmgr::SCAN_ALL,
+        qmgr::SCAN_INCOMING,
+    ]
+    .concat();
+    send_to_path(&path, &request)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,3 +1,43 @@
 #![forbid(unsafe_code)]
-//! local(8), being built.
-fn main() {}
+//! local(8): the local delivery agent. Started by master as root, it
+//! takes delivery requests from qmgr and delivers each recipient through
+//! aliases, .forward files and the user's mailbox, switching to the
+//! recipient's privileges for the delivery itself.
+
+mod agent;
+mod alias_list;
+mod expand;
+mod forward;
+mod handler;
+mod privileges;
+mod settings;
+
+use std::time::Duration;
+
+use libmail::msg;
+use libmail::server::{Client, Server};
+
+use crate::agent::Agent;
+use crate::privileges::Privileges;
+
+/// How long qmgr may take to send the next request before the
+/// connection is given up.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let server = Server::start_privileged("local", &args).unwrap_or_else(|err| msg::fatal(err));
+    let privileges = Privileges::detect(false);
+    if !privileges.is_privileged() {
+        msg::info("unprivileged mode: delivering as the current user only");
+    }
+    let mut agent = Agent::new(&server.config, privileges).unwrap_or_else(|err| msg::fatal(err));
+    server.serve(|_config, client| match client {
+        Client::Unix(stream) => {
+            let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
+            handler::serve_client(&mut agent, stream);
+        }
+        Client::Tcp(_) => msg::warning("unexpected TCP client ignored"),
+        Client::Trigger(_) => msg::warning("unexpected trigger request ignored"),
+    });
+}

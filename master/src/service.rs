@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libmail::config::master_cf::{MasterEntry, Wakeup};
 use libmail::config::Config;
@@ -82,9 +82,10 @@ impl Service {
             children: HashMap::new(),
             throttled_until: None,
             limit_warned_at: None,
-            next_wakeup: entry
-                .wakeup()
-                .map(|w| Instant::now() + Duration::from_secs(w.seconds.into())),
+            // The first wakeup goes out at once, as Postfix's does: that
+            // starts qmgr and pickup with master, so mail left in the
+            // queue by a crash or a stop moves again without waiting.
+            next_wakeup: entry.wakeup().map(|_| Instant::now()),
         })
     }
 

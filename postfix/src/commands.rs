@@ -144,18 +144,16 @@ fn reload(instance: &Instance) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Postfix hands this to `postqueue -f`, which asks the queue manager to
-/// retry deferred mail. This build has no queue manager yet, so there is
-/// nothing to wake; the answer still says whether the system is up.
+/// `postqueue -f` in Postfix: qmgr retries every deferred message now.
 fn flush(instance: &Instance) -> ExitCode {
-    if running(instance).is_none() {
+    let up = running(instance).is_some();
+    if !up || libmail::trigger::flush_queue(&instance.config).is_err() {
         log::log(
             Severity::Fatal,
             "Cannot flush mail queue - mail system is down",
         );
         return ExitCode::from(EX_UNAVAILABLE);
     }
-    log::warning("no queue manager to flush: this build does not provide qmgr yet");
     ExitCode::SUCCESS
 }
 

@@ -12,7 +12,11 @@ use libmail::config::master_cf::MasterEntry;
 use libmail::error::strerror;
 
 /// Postfix programs whose work postfix-rs does elsewhere, and where.
-const DONE_ELSEWHERE: [(&str, &str); 2] = [
+const DONE_ELSEWHERE: [(&str, &str); 3] = [
+    (
+        "bounce",
+        "qmgr writes delivery status notifications itself, through cleanup",
+    ),
     (
         "trivial-rewrite",
         "postfix-rs rewrites and resolves addresses inside the programs that need it",

@@ -142,8 +142,11 @@ pub enum Notice {
     DelayedMail,
     /// To the sender: NOTIFY=SUCCESS recipients were delivered.
     Delivery,
-    /// To postmaster: a bounce that could not be delivered (2bounce).
+    /// To postmaster: a copy of a non-delivery notice, or a bounce that
+    /// could not be delivered (2bounce).
     Postmaster,
+    /// To postmaster: a copy of a delay notice.
+    PostmasterDelay,
 }
 
 /// `ID: sender non-delivery notification: NEWID` and its siblings.
@@ -153,8 +156,15 @@ pub fn notice_sent(queue_id: &str, notice: Notice, new_id: &str) -> String {
         Notice::DelayedMail => "sender delay notification",
         Notice::Delivery => "sender delivery status notification",
         Notice::Postmaster => "postmaster non-delivery notification",
+        Notice::PostmasterDelay => "postmaster delay notification",
     };
     format!("{queue_id}: {what}: {new_id}")
+}
+
+/// `ID: discarding undeliverable postmaster notification`: a double
+/// bounce that failed too, dropped so that nothing loops.
+pub fn discarding_double_bounce(queue_id: &str) -> String {
+    format!("{queue_id}: discarding undeliverable postmaster notification")
 }
 
 #[cfg(test)]

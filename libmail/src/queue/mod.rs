@@ -26,6 +26,7 @@
 //! `commit` writes the end marker, fsyncs the file, links it into the
 //! queue under its ID, and fsyncs the directory.
 
+pub mod defer_log;
 mod file;
 mod id;
 mod record;

@@ -1,0 +1,265 @@
+//! One qmgr connection: delivery requests until qmgr hangs up, each
+//! answered with one result per recipient.
+
+use std::os::unix::net::UnixStream;
+
+use libmail::deliver::{
+    read_request, send_reply, DeliveryReply, DeliveryRequest, RecipientResult, Status,
+};
+use libmail::ipc::Decoder;
+use libmail::log::delivery::{Delays, RecipientStatus};
+use libmail::msg;
+use libmail::queue::{QueueFile, QueueId};
+
+use crate::agent::{Agent, Message};
+
+pub fn serve_client(agent: &mut Agent, mut stream: UnixStream) {
+    let mut decoder = Decoder::new();
+    loop {
+        let request = match read_request(&mut stream, &mut decoder) {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(err) => return msg::warning(format!("delivery request: {err}")),
+        };
+        let reply = handle(agent, &request);
+        if let Err(err) = send_reply(&mut stream, &reply) {
+            return msg::warning(format!("{}: reply to qmgr: {err}", request.queue_id));
+        }
+    }
+}
+
+/// Delivers every recipient of one request.
+pub fn handle(agent: &mut Agent, request: &DeliveryRequest) -> DeliveryReply {
+    let started = std::time::SystemTime::now();
+    let content = match read_content(agent, request) {
+        Ok(content) => content,
+        Err(reason) => {
+            msg::warning(format!("{}: {reason}", request.queue_id));
+            return defer_all(request, started, "4.3.0", "queue file read error");
+        }
+    };
+    let text = content.text();
+    let mut message = Message::new(request, &content.headers, text);
+    let results = request
+        .recipients
+        .iter()
+        .map(|rcpt| agent.deliver(&mut message, rcpt))
+        .collect();
+    DeliveryReply { results }
+}
+
+fn read_content(
+    agent: &Agent,
+    request: &DeliveryRequest,
+) -> Result<libmail::queue::Content, String> {
+    let id = QueueId::parse(&request.queue_id)
+        .ok_or_else(|| format!("bad queue ID: {}", request.queue_id))?;
+    if !libmail::queue::is_queue_name(&request.queue_name) {
+        return Err(format!("bad queue name: {}", request.queue_name));
+    }
+    let path = agent.queue.path(&request.queue_name, &id);
+    let file = QueueFile::open(&path).map_err(|e| e.to_string())?;
+    file.content().map_err(|e| e.to_string())
+}
+
+/// Every recipient deferred, each with its status line.
+fn defer_all(
+    request: &DeliveryRequest,
+    started: std::time::SystemTime,
+    dsn: &str,
+    reason: &str,
+) -> DeliveryReply {
+    let results = request
+        .recipients
+        .iter()
+        .map(|rcpt| {
+            let line = RecipientStatus {
+                queue_id: &request.queue_id,
+                recipient: &rcpt.address,
+                orig_recipient: &rcpt.orig_recipient,
+                relay: "local",
+                delays: Delays {
+                    arrival: request.arrival_time,
+                    active: request.active_time,
+                    agent_start: started,
+                    connected: started,
+                    done: std::time::SystemTime::now(),
+                },
+                dsn,
+                status: Status::Deferred.name(),
+                reason,
+            }
+            .line();
+            msg::info(line);
+            RecipientResult {
+                offset: rcpt.offset,
+                status: Status::Deferred,
+                dsn: dsn.to_string(),
+                reason: reason.to_string(),
+                relay: "local".to_string(),
+            }
+        })
+        .collect();
+    DeliveryReply { results }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+    use std::time::SystemTime;
+
+    use libmail::config::Config;
+    use libmail::queue::{Queue, QueueSettings, Recipient, ACTIVE};
+
+    use crate::privileges::Privileges;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("local-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("queue").join(ACTIVE)).unwrap();
+        std::fs::create_dir_all(dir.join("spool")).unwrap();
+        dir
+    }
+
+    fn agent(dir: &Path, extra: &str) -> Agent {
+        let text = format!(
+            "queue_directory = {q}\nmail_spool_directory = {s}/\nforward_path =\n\
+             mydestination = localhost\ninet_interfaces = loopback-only\n{extra}",
+            q = dir.join("queue").display(),
+            s = dir.join("spool").display(),
+        );
+        let config = Config::from_text(dir, &text).unwrap();
+        Agent::new(&config, Privileges::detect(true)).unwrap()
+    }
+
+    fn request(dir: &Path, rcpts: &[&str], headers: &[&[u8]]) -> DeliveryRequest {
+        let queue = Queue::new(QueueSettings::new(dir.join("queue"))).unwrap();
+        let mut w = queue.create(ACTIVE).unwrap();
+        w.sender("alice@example.com").unwrap();
+        for r in rcpts {
+            w.recipient(&Recipient::new(r)).unwrap();
+        }
+        for h in headers {
+            w.header(h).unwrap();
+        }
+        w.body(b"\nFrom the body\n").unwrap();
+        let done = w.commit().unwrap();
+        let file = QueueFile::open(&done.path).unwrap();
+        let now = SystemTime::now();
+        DeliveryRequest {
+            queue_name: ACTIVE.into(),
+            queue_id: done.id.as_str().to_string(),
+            arrival_time: now,
+            active_time: now,
+            sender: "alice@example.com".into(),
+            nexthop: "localhost".into(),
+            dsn_envid: None,
+            dsn_ret: 0,
+            attributes: Vec::new(),
+            recipients: file.envelope().recipients.clone(),
+        }
+    }
+
+    fn maildir_files(dir: &Path, user: &str) -> Vec<Vec<u8>> {
+        let new = dir.join("spool").join(user).join("new");
+        std::fs::read_dir(new)
+            .map(|d| {
+                d.map(|e| std::fs::read(e.unwrap().path()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn maildir_alias_unknown_user_and_command() {
+        let dir = scratch("e2e");
+        let out = dir.join("cmd.out");
+        let table = dir.join("aliases");
+        let text = format!("postmaster root\ntocmd \"|cat > {}\"\n", out.display());
+        std::fs::write(&table, text).unwrap();
+        let aliases = format!("alias_maps = texthash:{}\n", table.display());
+        let mut agent = agent(&dir, &aliases);
+        let req = request(
+            &dir,
+            &[
+                "root@localhost",
+                "postmaster@localhost",
+                "nosuch@localhost",
+                "tocmd@localhost",
+            ],
+            &[b"Subject: hi\n"],
+        );
+        let reply = handle(&mut agent, &req);
+        let status: Vec<(Status, &str)> = reply
+            .results
+            .iter()
+            .map(|r| (r.status, r.dsn.as_str()))
+            .collect();
+        assert_eq!(
+            status,
+            [
+                (Status::Sent, "2.0.0"),
+                (Status::Sent, "2.0.0"),
+                (Status::Bounced, "5.1.1"),
+                (Status::Sent, "2.0.0")
+            ]
+        );
+        assert_eq!(reply.results[0].reason, "delivered to maildir");
+        assert_eq!(reply.results[2].reason, "unknown user: \"nosuch\"");
+        assert_eq!(reply.results[0].offset, req.recipients[0].offset);
+        // root and postmaster (an alias of root) are one mailbox each time.
+        let files = maildir_files(&dir, "root");
+        assert_eq!(files.len(), 2);
+        let text = String::from_utf8(files[0].clone()).unwrap();
+        assert!(
+            text.starts_with("Return-Path: <alice@example.com>\nX-Original-To: "),
+            "{text}"
+        );
+        assert!(text.contains("Delivered-To: "), "{text}");
+        assert!(text.ends_with("Subject: hi\n\nFrom the body\n"), "{text}");
+        let piped = String::from_utf8(std::fs::read(&out).unwrap()).unwrap();
+        assert!(piped.starts_with("From alice@example.com  "), "{piped}");
+        assert!(piped.contains("Delivered-To: tocmd@localhost\n"), "{piped}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn loops_and_commands_not_allowed() {
+        let dir = scratch("loop");
+        let table = dir.join("aliases");
+        std::fs::write(&table, "x |true\n").unwrap();
+        let settings = format!(
+            "alias_maps = texthash:{}\nallow_mail_to_commands = forward\n",
+            table.display()
+        );
+        let mut agent = agent(&dir, &settings);
+        let req = request(
+            &dir,
+            &["root@localhost", "x@localhost"],
+            &[b"Delivered-To: Root@localhost\n"],
+        );
+        let reply = handle(&mut agent, &req);
+        assert_eq!(reply.results[0].status, Status::Bounced);
+        assert_eq!(reply.results[0].dsn, "5.4.6");
+        assert_eq!(
+            reply.results[0].reason,
+            "mail forwarding loop for root@localhost"
+        );
+        assert_eq!(reply.results[1].dsn, "5.7.1");
+        assert!(maildir_files(&dir, "root").is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn broken_queue_file_defers() {
+        let dir = scratch("broken");
+        let mut agent = agent(&dir, "");
+        let mut req = request(&dir, &["root@localhost"], &[]);
+        req.queue_id = "ABCDEF123".into();
+        let reply = handle(&mut agent, &req);
+        assert_eq!(reply.results[0].status, Status::Deferred);
+        assert_eq!(reply.results[0].reason, "queue file read error");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
