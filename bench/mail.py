@@ -679,6 +679,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("ours", "postfix"), help="measure one system only")
     parser.add_argument("--count-1k", type=int, help="messages per row with 1 KB bodies (default 10000)")
     parser.add_argument("--count-100k", type=int, help="messages per row with 100 KB bodies (default 2000)")
+    parser.add_argument("--sessions", type=int, action="append", help="only this many sessions (may repeat)")
+    parser.add_argument("--size", type=int, action="append", choices=SIZES, help="only this body size (may repeat)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--no-cgroup", action="store_true", help="sample /proc even where a cgroup could be used")
     args = parser.parse_args()
@@ -692,7 +694,11 @@ def main() -> None:
         counts[1024] = args.count_1k
     if args.count_100k:
         counts[100 * 1024] = args.count_100k
-    plan = [(size, sessions, counts[size]) for size in SIZES for sessions in SESSIONS]
+    plan = [
+        (size, sessions, counts[size])
+        for size in args.size or SIZES
+        for sessions in args.sessions or SESSIONS
+    ]
     kinds = [args.only] if args.only else ["ours", "postfix"]
 
     # Ctrl-C, SIGTERM and SIGHUP stop the run and clean up; a second

@@ -172,10 +172,9 @@ impl Listener {
                 stream.set_nonblocking(false)?;
                 Ok(Client::Tcp(stream))
             }),
-            Listener::Unix(socket) => socket.accept().and_then(|(stream, _)| {
-                stream.set_nonblocking(false)?;
-                Ok(Client::Unix(stream))
-            }),
+            // Linux does not pass the listener's O_NONBLOCK on to the
+            // accepted socket, so it is blocking as it is.
+            Listener::Unix(socket) => socket.accept().map(|(stream, _)| Client::Unix(stream)),
             Listener::Pass(socket) => socket
                 .accept()
                 .and_then(|(stream, _)| receive_client(stream)),
@@ -328,15 +327,25 @@ impl Server {
     /// `config` out of the server before it hands the server to the
     /// thread that runs this loop.
     pub fn serve_triggers(mut self, mut handle: impl FnMut(Client)) {
+        // Master hears of the first trigger only, which shows it the
+        // process started well (a later death is then not a startup
+        // failure to throttle). It starts no second process for a service
+        // like this (process limit 1), and two status messages per
+        // trigger would wake it twice for every message queued.
+        self.report(Status::Available);
+        let mut told = false;
         loop {
-            self.report(Status::Available);
             let Some(index) = self.wait_without_timeout() else {
                 return;
             };
             match self.listeners[index].accept() {
                 Ok(None) => continue,
                 Ok(Some(client)) => {
-                    self.report(Status::Taken);
+                    if !told {
+                        self.report(Status::Taken);
+                        self.report(Status::Available);
+                        told = true;
+                    }
                     handle(client);
                 }
                 Err(err) => crate::msg::warning(format!("accept: {err}")),

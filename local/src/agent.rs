@@ -717,8 +717,12 @@ impl Agent {
         );
         let who = identity(user);
         let owner = self.privileges.effective(who).uid;
-        for path in libmail::config::value::split_list(&expanded) {
-            let read = self.privileges.run_as(who, || {
+        let mut paths = libmail::config::value::split_list(&expanded);
+        // Without an extension the stock forward_path names .forward
+        // twice; looking once is enough.
+        paths.dedup();
+        let read = self.privileges.run_as(who, || {
+            paths.iter().find_map(|path| {
                 let meta = std::fs::metadata(path).ok()?;
                 if !meta.is_file() {
                     return None;
@@ -730,17 +734,13 @@ impl Agent {
                     ));
                     return None;
                 }
-                std::fs::read(path).ok()
-            });
-            if let Ok(Some(bytes)) = read {
+                let bytes = std::fs::read(path).ok()?;
                 let targets = alias_list::parse_file(&String::from_utf8_lossy(&bytes));
                 // An empty .forward means no forwarding, as Postfix.
-                if !targets.is_empty() {
-                    return Some(targets);
-                }
-            }
-        }
-        None
+                (!targets.is_empty()).then_some(targets)
+            })
+        });
+        read.ok().flatten()
     }
 
     /// The `$name` attributes of forward_path and mailbox_command.

@@ -72,6 +72,9 @@ struct Logger {
     tag: String,
     /// First label of $myhostname, for maillog_file lines.
     host: String,
+    /// This process's ID, asked once: every line carries it, and the
+    /// system call per line showed in the per-message count.
+    pid: u32,
     sink: Sink,
 }
 
@@ -125,6 +128,7 @@ pub fn init_tagged(config: &Config, tag: &str) -> Result<(), LogError> {
     lock().logger = Some(Logger {
         tag: tag.to_string(),
         host,
+        pid: std::process::id(),
         sink,
     });
     Ok(())
@@ -271,7 +275,7 @@ impl Logger {
             Sink::Syslog(sink) => sink.send(severity, line::truncate(text)),
             Sink::File(sink) => {
                 let now = chrono::Local::now().naive_local();
-                let pid = std::process::id();
+                let pid = self.pid;
                 let record = line::file_line(&now, &self.host, &self.tag, pid, severity, text);
                 let note = sink.write_line(&record)?;
                 if let Some(note) = note {

@@ -481,6 +481,14 @@ impl Data {
             .metadata()
             .map_err(|e| QueueError::io("fstat", path, e))?
             .len();
+        // A small file read only is read once, whole: the envelope and
+        // then the content would otherwise each cost a read.
+        if !write && len <= WINDOW as u64 {
+            let mut bytes = vec![0u8; len as usize];
+            file.read_exact_at(&mut bytes, 0)
+                .map_err(|e| QueueError::io("read", path, e))?;
+            return Ok(Data::Bytes(bytes));
+        }
         Ok(Data::File { file, len })
     }
 
