@@ -23,10 +23,9 @@
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::{Config, ConfigError};
 use crate::ipc::{self, Decoder, IpcError, Message};
 use crate::queue::Recipient;
 
@@ -55,9 +54,6 @@ pub struct DeliveryRequest {
     pub dsn_envid: Option<String>,
     /// `queue::ret::*`, 0 when not given.
     pub dsn_ret: u8,
-    /// The client attributes for the agent's Received:-free logging and
-    /// for forwarded mail (`queue::attr` names); may be empty.
-    pub attributes: Vec<(String, String)>,
     pub recipients: Vec<Recipient>,
 }
 
@@ -115,11 +111,9 @@ pub struct DeliveryReply {
     pub results: Vec<RecipientResult>,
 }
 
-/// The socket of the agent for `transport`.
-pub fn agent_path(config: &Config, transport: &str) -> Result<PathBuf, ConfigError> {
-    Ok(PathBuf::from(config.string("queue_directory")?)
-        .join("private")
-        .join(transport))
+/// The socket of the agent for `transport` under `queue_directory`.
+pub fn agent_path(queue_directory: &Path, transport: &str) -> PathBuf {
+    queue_directory.join("private").join(transport)
 }
 
 impl DeliveryRequest {
@@ -135,9 +129,6 @@ impl DeliveryRequest {
             .with("ret", self.dsn_ret.to_string());
         if let Some(envid) = &self.dsn_envid {
             m.push("envid", envid);
-        }
-        for (name, value) in &self.attributes {
-            m.push("attr", format!("{name}={value}"));
         }
         for rcpt in &self.recipients {
             m.push("rcpt", &rcpt.address);
@@ -164,18 +155,11 @@ impl DeliveryRequest {
                 .get("envid")
                 .map(|v| String::from_utf8_lossy(v).into_owned()),
             dsn_ret: small(m.number("ret")?, "ret")?,
-            attributes: Vec::new(),
             recipients: Vec::new(),
         };
         for (name, value) in &m.attributes {
             let text = || utf8(name, value);
             match name.as_str() {
-                "attr" => {
-                    let (n, v) = text()?
-                        .split_once('=')
-                        .ok_or_else(|| bad_value("attr", "no '='".into()))?;
-                    request.attributes.push((n.to_string(), v.to_string()));
-                }
                 "rcpt" => request.recipients.push(Recipient::new(text()?)),
                 "orig_rcpt" => current(&mut request)?.orig_recipient = text()?.to_string(),
                 "orcpt" => current(&mut request)?.dsn_orcpt = text()?.to_string(),
@@ -240,14 +224,8 @@ pub struct DeliveryClient {
 }
 
 impl DeliveryClient {
-    pub fn connect(config: &Config, transport: &str) -> Result<DeliveryClient, IpcError> {
-        let path = agent_path(config, transport)
-            .map_err(|e| IpcError::Io(std::io::Error::other(e.to_string())))?;
-        DeliveryClient::connect_path(&path)
-    }
-
     /// Connects to the agent socket at `path` (from `agent_path`).
-    pub fn connect_path(path: &std::path::Path) -> Result<DeliveryClient, IpcError> {
+    pub fn connect(path: &Path) -> Result<DeliveryClient, IpcError> {
         let stream = UnixStream::connect(path)?;
         stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
         Ok(DeliveryClient {
@@ -341,7 +319,6 @@ mod tests {
             nexthop: "example.com".into(),
             dsn_envid: Some("env1".into()),
             dsn_ret: crate::queue::ret::HDRS,
-            attributes: vec![("client_name".into(), "a=b".into())],
             recipients: vec![rcpt, Recipient::new("carol@example.com")],
         }
     }

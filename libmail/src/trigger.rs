@@ -58,13 +58,15 @@ pub fn public_service(config: &Config, name: &str) -> Result<PathBuf, ConfigErro
     Ok(Path::new(&queue).join("public").join(name))
 }
 
+/// Where qmgr listens ($queue_service_name in public/).
+fn qmgr_service(config: &Config) -> Result<PathBuf, ConfigError> {
+    public_service(config, &config.string("queue_service_name")?)
+}
+
 /// Tells qmgr that there is new mail; a qmgr that is not running will
 /// find it on its own, so failure is not an error.
 pub fn wake_qmgr(config: &Config, request: &[u8]) {
-    let Ok(name) = config.string("queue_service_name") else {
-        return;
-    };
-    if let Ok(path) = public_service(config, &name) {
+    if let Ok(path) = qmgr_service(config) {
         let _ = send_to_path(&path, request);
     }
 }
@@ -74,10 +76,7 @@ pub fn wake_qmgr(config: &Config, request: &[u8]) {
 /// Unlike `wake_qmgr`, failure matters: the caller says the mail system
 /// is down.
 pub fn flush_queue(config: &Config) -> io::Result<()> {
-    let name = config
-        .string("queue_service_name")
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    let path = public_service(config, &name).map_err(|e| io::Error::other(e.to_string()))?;
+    let path = qmgr_service(config).map_err(|e| io::Error::other(e.to_string()))?;
     let request = [
         qmgr::FLUSH_DEAD,
         qmgr::SCAN_DEFERRED,

@@ -156,7 +156,6 @@ mod tests {
             nexthop: "localhost".into(),
             dsn_envid: None,
             dsn_ret: 0,
-            attributes: Vec::new(),
             recipients: file.envelope().recipients.clone(),
         }
     }

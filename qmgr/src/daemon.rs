@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use libmail::bounce::{self, Action, BounceError, NoticeKind, Outcome};
 use libmail::config::master_cf::MasterCf;
 use libmail::config::{Config, ConfigError};
-use libmail::deliver::{DeliveryRequest, Status};
+use libmail::deliver::{agent_path, DeliveryRequest, Status};
 use libmail::log::delivery::{self, Delays, RecipientStatus};
 use libmail::msg;
 use libmail::queue::defer_log::{self, DeferLog, DeferredRecipient};
@@ -426,18 +426,16 @@ impl Daemon {
                 nexthop: job.nexthop.clone(),
                 dsn_envid: active.envelope.dsn_envid.clone(),
                 dsn_ret: active.envelope.dsn_ret,
-                attributes: active.envelope.attributes.clone(),
                 recipients: job
                     .recipients
                     .iter()
                     .filter_map(|&i| active.recipients.get(i).cloned())
                     .collect(),
             };
-            let directory = self.queue.directory().to_path_buf();
-            let pool = self
-                .pools
-                .entry(job.transport.clone())
-                .or_insert_with(|| Pool::new(&job.transport, directory));
+            let directory = self.queue.directory();
+            let pool = self.pools.entry(job.transport.clone()).or_insert_with(|| {
+                Pool::new(&job.transport, agent_path(directory, &job.transport))
+            });
             let order = Order {
                 job: job.id,
                 request,

@@ -39,7 +39,8 @@ pub struct Order {
 /// The delivery threads of one transport.
 pub struct Pool {
     transport: String,
-    queue_directory: PathBuf,
+    /// The agent's socket.
+    socket: PathBuf,
     workers: Vec<Sender<Order>>,
     /// Idle threads, the most recently used last: it is the one most
     /// likely to have a live connection.
@@ -47,10 +48,10 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(transport: &str, queue_directory: PathBuf) -> Pool {
+    pub fn new(transport: &str, socket: PathBuf) -> Pool {
         Pool {
             transport: transport.to_string(),
-            queue_directory,
+            socket,
             workers: Vec::new(),
             idle: Vec::new(),
         }
@@ -85,11 +86,11 @@ impl Pool {
         let (orders, receiver) = mpsc::channel();
         let index = self.workers.len();
         let transport = self.transport.clone();
-        let directory = self.queue_directory.clone();
+        let socket = self.socket.clone();
         let events = events.clone();
         std::thread::Builder::new()
             .name(format!("{transport}-{index}"))
-            .spawn(move || run(&transport, &directory, index, &receiver, &events))
+            .spawn(move || run(&transport, &socket, index, &receiver, &events))
             .map_err(|e| format!("cannot start a {} delivery thread: {e}", self.transport))?;
         self.workers.push(orders);
         Ok(index)
@@ -99,12 +100,11 @@ impl Pool {
 /// A delivery thread: takes orders until qmgr drops the pool.
 fn run<E: From<Delivered>>(
     transport: &str,
-    queue_directory: &std::path::Path,
+    socket: &std::path::Path,
     worker: usize,
     orders: &Receiver<Order>,
     events: &Sender<E>,
 ) {
-    let socket = queue_directory.join("private").join(transport);
     let mut connection: Option<DeliveryClient> = None;
     loop {
         let order = match &connection {
@@ -122,7 +122,7 @@ fn run<E: From<Delivered>>(
             },
         };
         let started = SystemTime::now();
-        let reply = deliver(&socket, transport, &mut connection, &order.request);
+        let reply = deliver(socket, transport, &mut connection, &order.request);
         let done = Delivered {
             transport: transport.to_string(),
             worker,
@@ -155,7 +155,7 @@ fn deliver(
             }
         }
     }
-    let mut client = DeliveryClient::connect_path(socket).map_err(|err| {
+    let mut client = DeliveryClient::connect(socket).map_err(|err| {
         format!(
             "connect to transport private/{transport}: {}",
             describe(&err)
