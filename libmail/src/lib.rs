@@ -11,6 +11,7 @@ pub mod config;
 pub mod deliver;
 pub mod error;
 pub mod features;
+pub mod flush;
 pub mod header_checks;
 pub mod ipc;
 pub mod log;

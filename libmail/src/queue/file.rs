@@ -179,6 +179,7 @@ impl QueueFile {
     pub fn mark_done(&mut self, offsets: &[u64]) -> Result<(), QueueError> {
         if let Data::File { file, .. } = &self.data {
             mark_file(file, &self.path, offsets)?;
+            sync(file, &self.path)?;
         }
         mark_in_memory(&mut self.envelope, offsets);
         Ok(())
@@ -202,7 +203,24 @@ pub fn mark_recipients_done(path: &Path, offsets: &[u64]) -> Result<(), QueueErr
         .write(true)
         .open(path)
         .map_err(|e| QueueError::io("open", path, e))?;
-    mark_file(&file, path, offsets)
+    mark_file(&file, path, offsets)?;
+    sync(&file, path)
+}
+
+/// Marks recipients done in a file a delivery agent holds locked
+/// (`lock::LockedFile`), without an fsync: qmgr fsyncs when it records the
+/// message, and a crash before that may repeat a delivery, never lose one
+/// (DESIGN.md §4). The mark is what postsuper sees once the lock is free.
+pub fn mark_locked_recipients_done(
+    locked: &super::lock::LockedFile,
+    offsets: &[u64],
+) -> Result<(), QueueError> {
+    mark_file(locked.file(), locked.path(), offsets)
+}
+
+fn sync(file: &File, path: &Path) -> Result<(), QueueError> {
+    file.sync_data()
+        .map_err(|e| QueueError::io("fsync", path, e))
 }
 
 fn mark_file(file: &File, path: &Path, offsets: &[u64]) -> Result<(), QueueError> {
@@ -224,8 +242,7 @@ fn mark_file(file: &File, path: &Path, offsets: &[u64]) -> Result<(), QueueError
         file.write_all_at(&[kind::DONE], offset)
             .map_err(|e| QueueError::io("write", path, e))?;
     }
-    file.sync_data()
-        .map_err(|e| QueueError::io("fsync", path, e))
+    Ok(())
 }
 
 /// Reads the envelope and the extracted section, skipping the content.

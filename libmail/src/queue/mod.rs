@@ -29,6 +29,7 @@
 pub mod defer_log;
 mod file;
 mod id;
+pub mod lock;
 mod record;
 mod tree;
 mod writer;
@@ -42,7 +43,10 @@ use thiserror::Error;
 use crate::config::ConfigError;
 use crate::error::strerror;
 
-pub use file::{mark_recipients_done, Content, ContentParts, Envelope, Part, QueueFile};
+pub use file::{
+    mark_locked_recipients_done, mark_recipients_done, Content, ContentParts, Envelope, Part,
+    QueueFile,
+};
 pub use id::{dir_forest, is_safe_name, QueueId};
 pub use record::{
     kind, notify, record_name, ret, Damage, Data, Entry, Recipient, Record, Sizes, Walker,
