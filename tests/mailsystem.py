@@ -261,7 +261,11 @@ class MailSystem:
                 "postlog unix-dgram n - n - 1 postlogd\n"
             )
         else:
-            text = f"{port} inet n - n - - smtpd{options}\npickup unix n - n 60 1 pickup\ncleanup unix n - n - 0 cleanup\n"
+            text = (
+                f"{port} inet n - n - - smtpd{options}\npickup unix n - n 60 1 pickup\ncleanup unix n - n - 0 cleanup\n"
+                # smtpd's ETRN asks it, as in the reference.
+                "flush unix n - n 1000? 0 flush\n"
+            )
         if self.delivery:
             text += "qmgr unix n - n 300 1 qmgr\nlocal unix - n n - - local\n"
         (self.config / "master.cf").write_text(text + self.extra_master_cf)

@@ -5,9 +5,10 @@
 //! `postqueue -i` for one deferred message.
 
 use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::ipc::{self, Decoder, IpcError, Message};
 use crate::trigger;
 
@@ -111,11 +112,22 @@ impl FlushRequest {
 /// Sends one request to the flush daemon and returns its answer; a daemon
 /// that cannot be reached is `Fail`.
 pub fn request(config: &Config, request: &FlushRequest) -> FlushStatus {
-    let Ok(path) = trigger::public_service(config, SERVICE) else {
-        return FlushStatus::Fail;
-    };
+    match service_path(config) {
+        Ok(path) => request_at(&path, request),
+        Err(_) => FlushStatus::Fail,
+    }
+}
+
+/// Where the flush daemon listens: public/flush.
+pub fn service_path(config: &Config) -> Result<PathBuf, ConfigError> {
+    trigger::public_service(config, SERVICE)
+}
+
+/// `request` to the daemon at `path`, for a long-running client (smtpd)
+/// that looks the path up once.
+pub fn request_at(path: &Path, request: &FlushRequest) -> FlushStatus {
     let ask = || -> Result<FlushStatus, IpcError> {
-        let mut stream = UnixStream::connect(&path)?;
+        let mut stream = UnixStream::connect(path)?;
         stream.set_read_timeout(Some(TIMEOUT))?;
         stream.set_write_timeout(Some(TIMEOUT))?;
         ipc::send(&mut stream, &request.to_message())?;

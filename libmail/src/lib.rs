@@ -28,6 +28,7 @@ pub mod resolve;
 pub mod restrict;
 pub mod rewrite;
 pub mod server;
+pub mod showq;
 pub mod sys;
 pub mod tables;
 #[cfg(test)]

@@ -544,6 +544,18 @@ fn walk(top: &Path, visit: &mut dyn FnMut(&Path, &Metadata)) -> Result<(), (Path
     Ok(())
 }
 
+/// Most permission trouble in the queue comes from owners or modes gone
+/// wrong (a restore, a copy as root): the words the queue tools add to a
+/// "Permission denied" to say how to put them right.
+pub fn permission_hint(err: &std::io::Error) -> &'static str {
+    match err.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            " (queue ownership or permissions are wrong: run \"postfix set-permissions\" as root)"
+        }
+        _ => "",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,10 @@ pub struct Context {
     /// Evaluating smtpd_data_restrictions: refusals that name what they
     /// refuse name `<DATA>: Data command`.
     pub data_stage: bool,
+    /// Evaluating smtpd_etrn_restrictions: the domain ETRN named, which
+    /// check_etrn_access looks up and refusals name (`<DOMAIN>: Etrn
+    /// command rejected`).
+    pub etrn_domain: Option<String>,
 }
 
 /// A rejection or deferral reply, e.g. `554 5.7.1 <a@b>: Relay access denied`.
@@ -89,6 +93,7 @@ enum Subject {
     Helo,
     Sender,
     Recipient,
+    Etrn,
 }
 
 impl Subject {
@@ -98,6 +103,7 @@ impl Subject {
             Subject::Helo => "Helo command",
             Subject::Sender => "Sender address",
             Subject::Recipient => "Recipient address",
+            Subject::Etrn => "Etrn command",
         }
     }
 
@@ -107,6 +113,7 @@ impl Subject {
             Subject::Helo => "Helo command rejected",
             Subject::Sender => "Sender address rejected",
             Subject::Recipient => "Recipient address rejected",
+            Subject::Etrn => "Etrn command rejected",
         }
     }
 }
@@ -172,7 +179,7 @@ pub struct Restrictions {
 /// How many `%`/`!` routing steps are followed before giving up.
 const MAX_ROUTING: usize = 10;
 
-const LISTS: [&str; 7] = [
+const LISTS: [&str; 8] = [
     "smtpd_client_restrictions",
     "smtpd_helo_restrictions",
     "smtpd_sender_restrictions",
@@ -180,6 +187,7 @@ const LISTS: [&str; 7] = [
     "smtpd_recipient_restrictions",
     "smtpd_data_restrictions",
     "smtpd_end_of_data_restrictions",
+    "smtpd_etrn_restrictions",
 ];
 
 impl Restrictions {
@@ -502,6 +510,11 @@ impl Restrictions {
                 .as_deref()
                 .map(|r| mail_access_keys(r, &self.delimiters, self.parent_access))
                 .unwrap_or_default(),
+            Subject::Etrn => context
+                .etrn_domain
+                .as_deref()
+                .map(|d| search::host_keys(d, self.parent_access))
+                .unwrap_or_default(),
         };
         Ok(search::search(dict, &keys)?.map(|found| (found.key, found.value)))
     }
@@ -654,7 +667,9 @@ fn reply(code: u16, dsn: &str, name: &str, rejected: &str, text: &str) -> Reply 
 }
 
 fn current_subject(context: &Context) -> Subject {
-    if context.recipient.is_some() {
+    if context.etrn_domain.is_some() {
+        Subject::Etrn
+    } else if context.recipient.is_some() {
         Subject::Recipient
     } else if context.sender.is_some() {
         Subject::Sender
@@ -677,6 +692,7 @@ fn subject_name(subject: Subject, context: &Context) -> String {
         Subject::Helo => context.helo.clone().unwrap_or_default(),
         Subject::Sender => context.sender.clone().unwrap_or_default(),
         Subject::Recipient => context.recipient.clone().unwrap_or_default(),
+        Subject::Etrn => context.etrn_domain.clone().unwrap_or_default(),
     }
 }
 
@@ -747,11 +763,13 @@ fn parse_steps(value: &str) -> Result<Vec<Step>, RestrictError> {
             "check_client_access"
             | "check_helo_access"
             | "check_sender_access"
-            | "check_recipient_access" => {
+            | "check_recipient_access"
+            | "check_etrn_access" => {
                 let subject = match word {
                     "check_client_access" => Subject::Client,
                     "check_helo_access" => Subject::Helo,
                     "check_sender_access" => Subject::Sender,
+                    "check_etrn_access" => Subject::Etrn,
                     _ => Subject::Recipient,
                 };
                 let table = words
@@ -836,6 +854,7 @@ mod tests {
             recipient: Some(recipient.into()),
             improper_pipelining: false,
             data_stage: false,
+            etrn_domain: None,
         }
     }
 
@@ -1057,5 +1076,37 @@ mod tests {
             Restrictions::new(&config),
             Err(RestrictError::MissingTable(_))
         ));
+    }
+
+    #[test]
+    fn etrn_restrictions_name_the_domain() {
+        let mut r = restrictions(
+            "smtpd_etrn_restrictions = permit_mynetworks, \
+             check_etrn_access inline:{ {bad.example=REJECT no flush}, {ok.example=OK} }, reject\n",
+        );
+        let etrn = |client: &str, domain: &str| Context {
+            client_name: "unknown".into(),
+            client_addr: Some(client.parse().unwrap()),
+            helo: Some("client.example".into()),
+            etrn_domain: Some(domain.into()),
+            ..Context::default()
+        };
+        let list = "smtpd_etrn_restrictions";
+        assert_eq!(
+            outcome(&mut r, list, &etrn("127.0.0.1", "bad.example")),
+            "permit"
+        );
+        assert_eq!(
+            outcome(&mut r, list, &etrn("10.0.0.1", "sub.bad.example")),
+            "554 5.7.1 <sub.bad.example>: Etrn command rejected: no flush"
+        );
+        assert_eq!(
+            outcome(&mut r, list, &etrn("10.0.0.1", "ok.example")),
+            "permit"
+        );
+        assert_eq!(
+            outcome(&mut r, list, &etrn("10.0.0.1", "other.example")),
+            "554 5.7.1 <other.example>: Etrn command rejected: Access denied"
+        );
     }
 }

@@ -9,7 +9,8 @@ use libmail::deliver::{
 use libmail::ipc::Decoder;
 use libmail::log::delivery::{Delays, RecipientStatus};
 use libmail::msg;
-use libmail::queue::{QueueFile, QueueId};
+use libmail::queue::lock::{LockKind, LockedFile};
+use libmail::queue::{mark_locked_recipients_done, QueueError, QueueFile, QueueId};
 
 use crate::agent::{Agent, Message};
 
@@ -28,38 +29,75 @@ pub fn serve_client(agent: &mut Agent, mut stream: UnixStream) {
     }
 }
 
-/// Delivers every recipient of one request.
+/// Delivers every recipient of one request. The queue file stays locked
+/// (shared) until the recipients that are finished are marked done, so
+/// that postsuper, which locks it exclusively, never acts on a message
+/// halfway through a delivery and sees what was delivered.
 pub fn handle(agent: &mut Agent, request: &DeliveryRequest) -> DeliveryReply {
     let started = std::time::SystemTime::now();
-    let content = match read_content(agent, request) {
-        Ok(content) => content,
-        Err(reason) => {
-            msg::warning(format!("{}: {reason}", request.queue_id));
+    let (locked, content) = match read_content(agent, request) {
+        Ok(read) => read,
+        Err(err) if err.is_not_found() => {
+            // Deleted, held or requeued by postsuper: nothing to deliver,
+            // and nothing to log per recipient.
+            msg::warning(format!("{}: {err}", request.queue_id));
+            return vanished(request);
+        }
+        Err(err) => {
+            msg::warning(format!("{}: {err}", request.queue_id));
             return defer_all(request, started, "4.3.0", "queue file read error");
         }
     };
     let text = content.text();
     let mut message = Message::new(request, &content.headers, text);
-    let results = request
+    let results: Vec<RecipientResult> = request
         .recipients
         .iter()
         .map(|rcpt| agent.deliver(&mut message, rcpt))
         .collect();
+    let finished: Vec<u64> = results
+        .iter()
+        .filter(|r| r.status != Status::Deferred)
+        .map(|r| r.offset)
+        .collect();
+    if let Err(err) = mark_locked_recipients_done(&locked, &finished) {
+        msg::warning(format!("{}: {err}", request.queue_id));
+    }
     DeliveryReply { results }
 }
 
+/// The queue file, locked, and its content.
 fn read_content(
     agent: &Agent,
     request: &DeliveryRequest,
-) -> Result<libmail::queue::Content, String> {
+) -> Result<(LockedFile, libmail::queue::Content), QueueError> {
     let id = QueueId::parse(&request.queue_id)
-        .ok_or_else(|| format!("bad queue ID: {}", request.queue_id))?;
+        .ok_or_else(|| QueueError::BadId(request.queue_id.clone()))?;
     if !libmail::queue::is_queue_name(&request.queue_name) {
-        return Err(format!("bad queue name: {}", request.queue_name));
+        return Err(QueueError::BadQueueName(request.queue_name.clone()));
     }
     let path = agent.queue.path(&request.queue_name, &id);
-    let file = QueueFile::open(&path).map_err(|e| e.to_string())?;
-    file.content().map_err(|e| e.to_string())
+    let locked = LockedFile::open(&path, LockKind::Shared)?;
+    let content = QueueFile::read_locked(&locked)?.content()?;
+    Ok((locked, content))
+}
+
+/// The reply for a message that is no longer in the queue: every
+/// recipient deferred, for qmgr, which finds the file gone and forgets
+/// the message.
+fn vanished(request: &DeliveryRequest) -> DeliveryReply {
+    let results = request
+        .recipients
+        .iter()
+        .map(|rcpt| RecipientResult {
+            offset: rcpt.offset,
+            status: Status::Deferred,
+            dsn: "4.3.0".to_string(),
+            reason: "queue file vanished".to_string(),
+            relay: "local".to_string(),
+        })
+        .collect();
+    DeliveryReply { results }
 }
 
 /// Every recipient deferred, each with its status line.
@@ -251,14 +289,37 @@ mod tests {
     }
 
     #[test]
-    fn broken_queue_file_defers() {
+    fn broken_or_vanished_queue_file_defers() {
         let dir = scratch("broken");
         let mut agent = agent(&dir, "");
         let mut req = request(&dir, &["root@localhost"], &[]);
-        req.queue_id = "ABCDEF123".into();
+        let path = agent
+            .queue
+            .path(ACTIVE, &QueueId::parse(&req.queue_id).unwrap());
+        std::fs::write(&path, b"not a queue file").unwrap();
         let reply = handle(&mut agent, &req);
         assert_eq!(reply.results[0].status, Status::Deferred);
         assert_eq!(reply.results[0].reason, "queue file read error");
+        // Gone (postsuper -d): nothing is delivered.
+        req.queue_id = "ABCDEF123".into();
+        let reply = handle(&mut agent, &req);
+        assert_eq!(reply.results[0].status, Status::Deferred);
+        assert_eq!(reply.results[0].reason, "queue file vanished");
+        assert!(maildir_files(&dir, "root").is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn finished_recipients_are_marked_done_in_the_queue_file() {
+        let dir = scratch("marks");
+        let mut agent = agent(&dir, "alias_maps =\n");
+        let req = request(&dir, &["root@localhost", "nosuch@localhost"], &[]);
+        let reply = handle(&mut agent, &req);
+        assert_eq!(reply.results[0].status, Status::Sent);
+        assert_eq!(reply.results[1].status, Status::Bounced);
+        let id = QueueId::parse(&req.queue_id).unwrap();
+        let file = QueueFile::open(&agent.queue.path(ACTIVE, &id)).unwrap();
+        assert_eq!(file.envelope().pending().count(), 0);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

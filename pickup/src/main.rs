@@ -155,9 +155,10 @@ fn copy(
         myhostname: config.string("myhostname").map_err(CopyError::Config)?,
         mail_name: config.string("mail_name").map_err(CopyError::Config)?,
         content_filter: config.string("content_filter").map_err(CopyError::Config)?,
+        requeued: is_requeued(config, meta),
     };
     let requests = replay::replay(file, &ctx).map_err(CopyError::Queue)?;
-    log_pickup(config, &ctx, file, id, meta);
+    log_pickup(&ctx, file, id);
     for request in &requests {
         if *request != libmail::cleanup::Request::End {
             client.send(request).map_err(CopyError::Cleanup)?;
@@ -183,23 +184,23 @@ fn copy(
     })
 }
 
-/// `ID: uid=N from=<sender>`, with the maildrop ID for mail that
-/// `postsuper -r` put back (owned by mail_owner, not world-readable).
-fn log_pickup(
-    config: &Config,
-    ctx: &replay::Context,
-    file: &QueueFile,
-    id: &QueueId,
-    meta: &std::fs::Metadata,
-) {
-    let sender = &file.envelope().sender;
+/// Whether `postsuper -r` put the file here: it belongs to mail_owner
+/// and is not world-readable, unlike postdrop's files, which anyone may
+/// write as themselves but never without the read bit.
+fn is_requeued(config: &Config, meta: &std::fs::Metadata) -> bool {
     let owner = config
         .string("mail_owner")
         .ok()
         .and_then(|name| nix::unistd::User::from_name(&name).ok().flatten())
         .map(|user| user.uid.as_raw());
-    let requeued = owner == Some(ctx.uid) && meta.mode() & 0o004 == 0;
-    match requeued {
+    owner == Some(meta.uid()) && meta.mode() & 0o004 == 0
+}
+
+/// `ID: uid=N from=<sender>`, with the maildrop ID for mail that
+/// `postsuper -r` put back.
+fn log_pickup(ctx: &replay::Context, file: &QueueFile, id: &QueueId) {
+    let sender = &file.envelope().sender;
+    match ctx.requeued {
         true => libmail::msg::info(format_args!(
             "{}: uid={} from=<{sender}> orig_id={id}",
             ctx.queue_id, ctx.uid

@@ -22,6 +22,9 @@ pub struct Context {
     pub mail_name: String,
     /// $content_filter, if set.
     pub content_filter: String,
+    /// Put back by `postsuper -r`: a queue file the mail system wrote, so
+    /// its envelope is trusted and it keeps its arrival time.
+    pub requeued: bool,
 }
 
 /// The cleanup flags for this file: the standard ones less what
@@ -53,8 +56,11 @@ pub fn received_header(ctx: &Context) -> String {
 /// Everything after `open`, up to and including `end`.
 pub fn replay(file: &QueueFile, ctx: &Context) -> Result<Vec<Request>, QueueError> {
     let env = file.envelope();
-    let seconds = ctx
-        .time
+    let arrival = match ctx.requeued {
+        true => env.arrival_time,
+        false => ctx.time,
+    };
+    let seconds = arrival
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
@@ -64,10 +70,17 @@ pub fn replay(file: &QueueFile, ctx: &Context) -> Result<Vec<Request>, QueueErro
             ctx.content_filter.clone(),
         )));
     }
-    let mut has_context = false;
+    let allowed = |name: &str| {
+        name != maildrop::FLAGS && (ctx.requeued || maildrop::is_submitter_attribute(name))
+    };
+    let has = |wanted: &str| {
+        env.attributes
+            .iter()
+            .any(|(n, _)| n == wanted && allowed(n))
+    };
+    let (has_context, has_origin) = (has(attr::REWRITE_CONTEXT), has(attr::LOG_MESSAGE_ORIGIN));
     for (name, value) in &env.attributes {
-        if maildrop::is_submitter_attribute(name) && name != maildrop::FLAGS {
-            has_context |= name == attr::REWRITE_CONTEXT;
+        if allowed(name) {
             out.push(Request::Attribute(name.clone(), value.clone()));
         }
     }
@@ -77,11 +90,13 @@ pub fn replay(file: &QueueFile, ctx: &Context) -> Result<Vec<Request>, QueueErro
             "local".to_string(),
         ));
     }
-    // cleanup's log lines say `from local;` for these.
-    out.push(Request::Attribute(
-        attr::LOG_MESSAGE_ORIGIN.to_string(),
-        "local".to_string(),
-    ));
+    if !has_origin {
+        // cleanup's log lines say `from local;` for these.
+        out.push(Request::Attribute(
+            attr::LOG_MESSAGE_ORIGIN.to_string(),
+            "local".to_string(),
+        ));
+    }
     if let Some(name) = &env.sender_fullname {
         out.push(Request::Fullname(name.clone()));
     }
@@ -95,13 +110,17 @@ pub fn replay(file: &QueueFile, ctx: &Context) -> Result<Vec<Request>, QueueErro
     for rcpt in env.pending() {
         out.push(Request::Recipient(rcpt.clone()));
     }
-    let mut content = received_header(ctx).into_bytes();
+    // A requeued message got its Received: header the first time.
+    let mut content = match ctx.requeued {
+        true => Vec::new(),
+        false => received_header(ctx).into_bytes(),
+    };
     let mut first = true;
     for part in file.content_parts()? {
         let bytes = match part? {
             Part::Header(bytes) | Part::Body(bytes) => bytes,
         };
-        if first && matches!(bytes.first(), Some(b' ' | b'\t')) {
+        if first && !ctx.requeued && matches!(bytes.first(), Some(b' ' | b'\t')) {
             // Content that starts with white space would continue our
             // Received: header; an empty line keeps them apart.
             content.push(b'\n');
@@ -126,14 +145,30 @@ mod tests {
         name: &str,
         build: impl FnOnce(&mut libmail::queue::QueueWriter),
     ) -> QueueFile {
+        marked_file(name, &[], build)
+    }
+
+    /// A queue file whose recipients number `done` are marked done.
+    fn marked_file(
+        name: &str,
+        done: &[usize],
+        build: impl FnOnce(&mut libmail::queue::QueueWriter),
+    ) -> QueueFile {
         let dir = std::env::temp_dir().join(format!("pickup-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join(MAILDROP)).unwrap();
         let queue = Queue::new(QueueSettings::new(&dir)).unwrap();
         let mut w = queue.create(MAILDROP).unwrap();
         build(&mut w);
-        let done = w.commit().unwrap();
-        let bytes = std::fs::read(&done.path).unwrap();
+        let committed = w.commit().unwrap();
+        let recipients = QueueFile::open(&committed.path)
+            .unwrap()
+            .envelope()
+            .recipients
+            .clone();
+        let offsets: Vec<u64> = done.iter().map(|&i| recipients[i].offset).collect();
+        libmail::queue::mark_recipients_done(&committed.path, &offsets).unwrap();
+        let bytes = std::fs::read(&committed.path).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         QueueFile::from_bytes("maildrop/X", bytes).unwrap()
     }
@@ -146,6 +181,7 @@ mod tests {
             myhostname: "mail.example.com".into(),
             mail_name: "Postfix".into(),
             content_filter: String::new(),
+            requeued: false,
         }
     }
 
@@ -218,5 +254,40 @@ mod tests {
             panic!("no content: {got:?}");
         };
         assert!(bytes.ends_with(b"\n\n folded?\n"));
+    }
+
+    #[test]
+    fn a_requeued_file_keeps_its_envelope_and_gets_no_new_received_header() {
+        let arrival = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+        // The first recipient was delivered before postsuper -r.
+        let file = marked_file("requeued", &[0], |w| {
+            w.set_arrival_time(arrival).unwrap();
+            w.attribute("rewrite_context", "remote").unwrap();
+            w.attribute("client_address", "192.0.2.7").unwrap();
+            w.sender("joe@example.com").unwrap();
+            w.recipient(&Recipient::new("done@example.com")).unwrap();
+            w.recipient(&Recipient::new("bob@example.com")).unwrap();
+            w.header(b"Subject: hi\n").unwrap();
+            w.body(b"\nbody\n").unwrap();
+        });
+
+        let mut c = ctx();
+        c.requeued = true;
+        let got = replay(&file, &c).unwrap();
+        assert_eq!(got[0], Request::Arrival(1_600_000_000));
+        assert_eq!(
+            got[1..4],
+            [
+                Request::Attribute("rewrite_context".into(), "remote".into()),
+                Request::Attribute("client_address".into(), "192.0.2.7".into()),
+                Request::Attribute("log_message_origin".into(), "local".into()),
+            ]
+        );
+        let rcpts: Vec<&Request> = got
+            .iter()
+            .filter(|r| matches!(r, Request::Recipient(_)))
+            .collect();
+        assert_eq!(rcpts.len(), 1, "{got:?}");
+        assert!(got.contains(&Request::Content(b"Subject: hi\n\nbody\n".to_vec())));
     }
 }

@@ -112,7 +112,7 @@ fn queue_input(queue: &Queue, text: &str) -> Result<Input, String> {
     loop {
         let (found, path) = queue
             .find(&id, &MESSAGE_QUEUES)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.with_hint())?;
         match Data::open(&path, false) {
             Ok(data) => {
                 let name = queue.relative_path(&found, &id);
@@ -120,7 +120,7 @@ fn queue_input(queue: &Queue, text: &str) -> Result<Input, String> {
             }
             // Moved to another queue since we found it: look again.
             Err(err) if err.is_not_found() && tries == 0 => tries += 1,
-            Err(err) => return Err(err.to_string()),
+            Err(err) => return Err(err.with_hint()),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! threads and the trigger thread talk to it over one channel.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
@@ -16,9 +17,11 @@ use libmail::bounce::{self, Action, BounceError, NoticeKind, Outcome};
 use libmail::config::master_cf::MasterCf;
 use libmail::config::{Config, ConfigError};
 use libmail::deliver::{agent_path, DeliveryRequest, Status};
+use libmail::flush;
 use libmail::log::delivery::{self, Delays, RecipientStatus};
 use libmail::msg;
 use libmail::queue::defer_log::{self, DeferLog, DeferredRecipient};
+use libmail::queue::lock;
 use libmail::queue::{
     mark_recipients_done, notify, Envelope, Queue, QueueError, QueueFile, QueueId, Recipient,
     ACTIVE, DEFERRED, INCOMING,
@@ -72,6 +75,8 @@ struct Active {
     active_time: SystemTime,
     /// Came from deferred/ or active/: may have a defer log.
     retried: bool,
+    /// `postsuper -e`/`-f` asked for it to be returned now.
+    forced_expire: bool,
 }
 
 /// The queue manager.
@@ -215,11 +220,8 @@ impl Daemon {
         if asked(trigger::qmgr::FLUSH_DEAD) {
             self.scheduler.flush_dead();
         }
-        let all = [
-            trigger::qmgr::SCAN_ALL,
-            trigger::qmgr::SCAN_DEFERRED,
-            trigger::qmgr::FLUSH_DEAD,
-        ];
+        // F alone (the flush daemon's ETRN) only revives destinations.
+        let all = [trigger::qmgr::SCAN_ALL, trigger::qmgr::SCAN_DEFERRED];
         if all.into_iter().any(asked) {
             self.scan_deferred(true);
         }
@@ -298,6 +300,9 @@ impl Daemon {
         let Some(mut envelope) = self.read_envelope(&id) else {
             return;
         };
+        let forced_expire = std::fs::metadata(self.queue.path(ACTIVE, &id))
+            .is_ok_and(|meta| lock::is_forced_expire(meta.mode()));
+        let retried = from != INCOMING || self.has_defer_log(&id);
         let recipients: Vec<Recipient> = std::mem::take(&mut envelope.recipients)
             .into_iter()
             .filter(|r| !r.done)
@@ -313,16 +318,20 @@ impl Daemon {
             envelope,
             recipients,
             active_time: SystemTime::now(),
-            retried: from != INCOMING,
+            retried,
+            forced_expire,
         };
         if active.recipients.is_empty() {
             return self.remove_message(&active);
         }
-        let placements: Vec<Placement> = active
-            .recipients
-            .iter()
-            .map(|rcpt| self.place(&active.id, &active.envelope, rcpt))
-            .collect();
+        let placements: Vec<Placement> = match forced_expire {
+            true => self.expire_placements(&active),
+            false => active
+                .recipients
+                .iter()
+                .map(|rcpt| self.place(&active.id, &active.envelope, rcpt))
+                .collect(),
+        };
         let key = self.next_key;
         self.next_key += 1;
         self.loaded.insert(active.id.clone());
@@ -330,6 +339,43 @@ impl Daemon {
         self.scheduler
             .add_message(SystemTime::now(), key, placements);
         self.after_scheduler(None);
+    }
+
+    /// Whether a message has been tried before though it came from
+    /// incoming/: the flush service moves deferred mail there.
+    fn has_defer_log(&self, id: &QueueId) -> bool {
+        std::fs::symlink_metadata(self.queue.path(libmail::queue::DEFER, id)).is_ok()
+    }
+
+    /// A message postsuper marked for expiry is not delivered: each
+    /// recipient is deferred with its last reason (which the notice then
+    /// gives), or as administratively expired, and `finish` returns it.
+    fn expire_placements(&self, active: &Active) -> Vec<Placement> {
+        let log = match active.retried {
+            true => defer_log::read(&self.queue, &active.id).ok().flatten(),
+            false => None,
+        };
+        let reason_of = |rcpt: &Recipient| {
+            log.as_ref()?
+                .recipients
+                .iter()
+                .find(|d| d.offset == rcpt.offset || d.recipient == rcpt.address)
+        };
+        active
+            .recipients
+            .iter()
+            .map(|rcpt| {
+                let verdict = match reason_of(rcpt) {
+                    Some(d) => Verdict::by_qmgr(Status::Deferred, &d.dsn, &d.reason),
+                    None => Verdict::by_qmgr(
+                        Status::Deferred,
+                        "4.7.0",
+                        "message is administratively expired",
+                    ),
+                };
+                Placement::Decided(verdict)
+            })
+            .collect()
     }
 
     /// The envelope of an active file; a damaged file goes to corrupt/.
@@ -574,8 +620,12 @@ impl Daemon {
         let now = SystemTime::now();
         let arrival = active.envelope.arrival_time;
         let mut sorted = Sorted::new(verdicts);
+        if (!sorted.bounced.is_empty() || !sorted.deferred.is_empty()) && self.vanished(&active) {
+            return;
+        }
         let null_sender = active.envelope.sender.is_empty();
-        let expired = !sorted.deferred.is_empty() && policy.is_expired(arrival, now, null_sender);
+        let expired = !sorted.deferred.is_empty()
+            && (active.forced_expire || policy.is_expired(arrival, now, null_sender));
         if expired {
             sorted.expire();
         }
@@ -658,11 +708,20 @@ impl Daemon {
         }
     }
 
+    /// Whether the file left active/ while qmgr worked on it: postsuper
+    /// deleted, held or requeued it. Its fate is postsuper's now; the
+    /// delivery agents marked what they finished in the file itself.
+    fn vanished(&self, active: &Active) -> bool {
+        let path = self.queue.path(ACTIVE, &active.id);
+        matches!(std::fs::symlink_metadata(path), Err(err) if err.kind() == std::io::ErrorKind::NotFound)
+    }
+
     /// Every recipient is done: the file goes, and its defer log.
     fn remove_message(&self, active: &Active) {
         match self.queue.remove(ACTIVE, &active.id) {
             Ok(()) => {}
-            Err(err) if err.is_not_found() => {}
+            // Taken away by postsuper, which said so itself.
+            Err(err) if err.is_not_found() => return,
             Err(err) => return msg::warning(err),
         }
         if active.retried {
@@ -727,6 +786,26 @@ impl Daemon {
         match self.queue.rename(id, ACTIVE, DEFERRED) {
             Ok(path) => set_retry_time(&path, self.settings.policy.next_attempt(arrival, now)),
             Err(err) => msg::warning(err),
+        }
+        // After the move, so that an ETRN in between finds it deferred.
+        self.tell_flush(active, &sorted.deferred);
+    }
+
+    /// The fast flush service keeps, per site, the mail waiting for it
+    /// (ETRN, `postqueue -s`); the site is the recipient's domain. It
+    /// decides which sites it keeps (fast_flush_domains).
+    fn tell_flush(&self, active: &Active, deferred: &[usize]) {
+        let mut sites: Vec<String> = deferred
+            .iter()
+            .filter_map(|&i| active.recipients.get(i))
+            .filter_map(|rcpt| rcpt.address.rsplit_once('@'))
+            .map(|(_, domain)| domain.to_ascii_lowercase())
+            .filter(|domain| !domain.is_empty())
+            .collect();
+        sites.sort_unstable();
+        sites.dedup();
+        for site in sites {
+            flush::add(&self.config, &site, active.id.as_str());
         }
     }
 

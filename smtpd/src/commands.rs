@@ -528,7 +528,10 @@ fn vrfy(s: &mut Session, args: &str, io: &mut Io) -> Option<bool> {
     ok(s, Reply::new(252, "2.0.0", words[0]))
 }
 
-/// ETRN: ask the flush service, outside a mail transaction.
+/// ETRN (RFC 1985): outside a mail transaction, for a domain or address
+/// literal, optionally written `@domain` or `#domain`; after
+/// smtpd_etrn_restrictions (and, with smtpd_delay_reject, the client and
+/// helo restrictions) the flush service decides.
 fn etrn(s: &mut Session, args: &str, io: &mut Io) -> Option<bool> {
     if s.settings.helo_required && s.helo.is_none() {
         return failed(s, Reply::plain(503, "Error: send HELO/EHLO first"));
@@ -540,16 +543,53 @@ fn etrn(s: &mut Session, args: &str, io: &mut Io) -> Option<bool> {
     if words.len() != 1 {
         return failed(s, Reply::plain(500, "Syntax: ETRN domain"));
     }
-    let domain = words[0].trim_start_matches(['@', '#']);
+    let domain = words[0].strip_prefix(['@', '#']).unwrap_or(words[0]);
     if crate::address::parse_domain(domain, false).is_err() {
         return failed(s, Reply::plain(501, "Error: invalid parameter syntax"));
     }
+    if let Decision::Reject(r) = etrn_decision(s, io.policy, domain) {
+        s.log_action("reject", "ETRN", &r.reply().text(), None, None);
+        return failed(s, r.reply());
+    }
+    let client = s.settings.client.log_name();
+    let shown: String = domain.chars().take(100).collect();
     match io.policy.etrn(&s.view(None), domain) {
         Etrn::Started => ok(s, Reply::plain(250, "Queuing started")),
-        Etrn::Denied => failed(
-            s,
-            Reply::plain(459, format!("<{domain}>: service unavailable")),
-        ),
-        Etrn::Failed => failed(s, Reply::plain(458, "Unable to queue messages")),
+        Etrn::Denied => {
+            s.log(format!("warning: reject: ETRN {shown}... from {client}"));
+            failed(
+                s,
+                Reply::plain(459, format!("<{domain}>: service unavailable")),
+            )
+        }
+        Etrn::Bad => {
+            s.log(format!("warning: bad ETRN {shown}... from {client}"));
+            failed(s, Reply::plain(458, "Unable to queue messages"))
+        }
+        Etrn::Failed => {
+            s.log("warning: unable to talk to fast flush service".to_string());
+            failed(s, Reply::plain(458, "Unable to queue messages"))
+        }
     }
+}
+
+/// The restrictions an ETRN passes: with smtpd_delay_reject the client
+/// and helo stages first (they did not run at connect and HELO). Only a
+/// refusal counts: HOLD or DISCARD mean nothing without a message.
+fn etrn_decision(s: &Session, policy: &mut dyn Policy, domain: &str) -> Decision {
+    let view = s.view(None);
+    let refused = |decision: Decision| matches!(decision, Decision::Reject(_)).then_some(decision);
+    let mut decision = None;
+    if s.settings.delay_reject {
+        decision = refused(policy.check_client(&view));
+        if decision.is_none() {
+            decision = refused(policy.check_helo(&view));
+        }
+    }
+    if decision.is_none() {
+        decision = refused(policy.check_etrn(&view, domain));
+    }
+    // PREPEND and the like have no message to apply to.
+    let _ = policy.side_actions();
+    decision.unwrap_or(Decision::Accept)
 }

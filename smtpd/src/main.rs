@@ -46,7 +46,8 @@ impl Daemon {
             port: 0,
         };
         Ok(Daemon {
-            policy: RestrictionPolicy::new(restrictions),
+            policy: RestrictionPolicy::new(restrictions)
+                .with_flush_service(libmail::flush::service_path(config).map_err(setting)?),
             settings: config::settings(config, unknown).map_err(setting)?,
             local_headers: LocalHeaderClients::new(config),
             cleanup: libmail::cleanup::service_path(config).map_err(setting)?,

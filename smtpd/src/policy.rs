@@ -60,8 +60,13 @@ pub struct View<'a> {
 /// ETRN's answer from the flush service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Etrn {
+    /// The site's mail is on its way: `250 Queuing started`.
     Started,
+    /// Not in fast_flush_domains: `459 <site>: service unavailable`.
     Denied,
+    /// The service found the request malformed: `458`.
+    Bad,
+    /// The service could not be reached or failed: `458`.
     Failed,
 }
 
@@ -87,6 +92,10 @@ pub trait Policy {
         Decision::Accept
     }
     fn check_end_of_data(&mut self, _view: &View) -> Decision {
+        Decision::Accept
+    }
+    /// ETRN: smtpd_etrn_restrictions for the domain.
+    fn check_etrn(&mut self, _view: &View, _domain: &str) -> Decision {
         Decision::Accept
     }
     /// ETRN: ask the flush service to deliver mail for a domain.

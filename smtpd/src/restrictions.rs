@@ -4,16 +4,22 @@
 //! into the session's decision. A table that cannot answer is a temporary
 //! failure (`451 4.3.5 ...: Server configuration error`), never a permit.
 
+use std::path::PathBuf;
+
+use libmail::flush::{FlushRequest, FlushStatus};
 use libmail::restrict::{ActionKind, Context, Decision as Verdict, Restrictions};
 use libmail::tables::LookupError;
 
 use crate::address::{Address, Path};
-use crate::policy::{Decision, Disposition, Policy, Refusal, View};
+use crate::policy::{Decision, Disposition, Etrn, Policy, Refusal, View};
 
 pub struct RestrictionPolicy {
     restrictions: Restrictions,
     /// PREPEND, REDIRECT and FILTER found since `side_actions` was called.
     side: Vec<(Disposition, String)>,
+    /// Where ETRN asks the flush service (public/flush); none: ETRN is
+    /// always refused as unavailable.
+    flush_service: Option<PathBuf>,
 }
 
 impl RestrictionPolicy {
@@ -21,7 +27,14 @@ impl RestrictionPolicy {
         RestrictionPolicy {
             restrictions,
             side: Vec::new(),
+            flush_service: None,
         }
+    }
+
+    /// ETRN goes to the flush service at `path`.
+    pub fn with_flush_service(mut self, path: PathBuf) -> RestrictionPolicy {
+        self.flush_service = Some(path);
+        self
     }
 
     /// Evaluates lists in order; the first that decides wins, a permit
@@ -93,6 +106,43 @@ impl Policy for RestrictionPolicy {
     fn side_actions(&mut self) -> Vec<(Disposition, String)> {
         std::mem::take(&mut self.side)
     }
+    fn check_etrn(&mut self, view: &View, domain: &str) -> Decision {
+        let mut context = context(view);
+        context.etrn_domain = Some(domain.to_string());
+        match self
+            .restrictions
+            .evaluate("smtpd_etrn_restrictions", &context)
+        {
+            Ok(verdict) => match verdict.decision {
+                Verdict::Reject(reply) => {
+                    Decision::Reject(Refusal::new(reply.code, &reply.dsn, reply.text))
+                }
+                _ => Decision::Accept,
+            },
+            Err(err) => {
+                libmail::msg::warning(format!("{} lookup error for \"{domain}\"", err.table));
+                Decision::Reject(Refusal::new(
+                    451,
+                    "4.3.5",
+                    format!("<{domain}>: Etrn command rejected: Server configuration error"),
+                ))
+            }
+        }
+    }
+    fn etrn(&mut self, _view: &View, domain: &str) -> Etrn {
+        let Some(path) = &self.flush_service else {
+            return Etrn::Failed;
+        };
+        let request = FlushRequest::SendSite {
+            site: domain.to_string(),
+        };
+        match libmail::flush::request_at(path, &request) {
+            FlushStatus::Ok => Etrn::Started,
+            FlushStatus::Deny => Etrn::Denied,
+            FlushStatus::Bad => Etrn::Bad,
+            FlushStatus::Fail => Etrn::Failed,
+        }
+    }
 }
 
 fn context(view: &View) -> Context {
@@ -107,6 +157,7 @@ fn context(view: &View) -> Context {
         recipient: view.recipient.map(Address::internal),
         improper_pipelining: view.improper_pipelining,
         data_stage: false,
+        etrn_domain: None,
     }
 }
 

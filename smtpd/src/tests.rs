@@ -40,6 +40,8 @@ struct MockPolicy {
     client: Option<Decision>,
     rcpt: HashMap<String, Decision>,
     end_of_data: Option<Decision>,
+    /// smtpd_etrn_restrictions' decision.
+    etrn: Option<Decision>,
 }
 
 impl Policy for MockPolicy {
@@ -66,9 +68,14 @@ impl Policy for MockPolicy {
     fn check_end_of_data(&mut self, _view: &View) -> Decision {
         self.end_of_data.clone().unwrap_or(Decision::Accept)
     }
+    fn check_etrn(&mut self, _view: &View, _domain: &str) -> Decision {
+        self.etrn.clone().unwrap_or(Decision::Accept)
+    }
     fn etrn(&mut self, _view: &View, domain: &str) -> Etrn {
         match domain {
-            "flush.example" => Etrn::Started,
+            "flush.example" | "[192.0.2.1]" => Etrn::Started,
+            "bad.example" => Etrn::Bad,
+            "down.example" => Etrn::Failed,
             _ => Etrn::Denied,
         }
     }
@@ -965,6 +972,82 @@ fn pipelining_log_shows_at_most_100_bytes() {
             "x".repeat(100)
         )
     );
+}
+
+#[test]
+fn etrn_arguments_and_answers() {
+    let run = session(
+        b"EHLO c\r\nETRN @flush.example\r\nETRN #flush.example\r\nETRN [192.0.2.1]\r\n\
+          ETRN a b\r\nETRN bad..example\r\nETRN @@flush.example\r\nETRN 1.2.3.4\r\n\
+          ETRN bad.example\r\nETRN down.example\r\nETRN other.example\r\n",
+    );
+    let got = run.replies.split_once(EHLO).expect("ehlo").1;
+    assert_eq!(
+        got,
+        "250 Queuing started\r\n250 Queuing started\r\n250 Queuing started\r\n\
+         500 Syntax: ETRN domain\r\n501 Error: invalid parameter syntax\r\n\
+         501 Error: invalid parameter syntax\r\n501 Error: invalid parameter syntax\r\n\
+         458 Unable to queue messages\r\n458 Unable to queue messages\r\n\
+         459 <other.example>: service unavailable\r\n"
+    );
+    let warnings: Vec<&str> = run
+        .logs
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: bad ETRN bad.example... from localhost[127.0.0.1]",
+            "warning: unable to talk to fast flush service",
+            "warning: reject: ETRN other.example... from localhost[127.0.0.1]",
+        ]
+    );
+}
+
+#[test]
+fn etrn_restrictions_refuse_before_the_flush_service() {
+    let refusal = Refusal::new(
+        554,
+        "5.7.1",
+        "<flush.example>: Etrn command rejected: Access denied",
+    );
+    let mut policy = MockPolicy {
+        etrn: Some(Decision::Reject(refusal)),
+        ..MockPolicy::default()
+    };
+    let run = session_with(
+        settings(),
+        &mut policy,
+        b"HELO c\r\nETRN flush.example\r\n",
+        0,
+    );
+    assert!(run.replies.ends_with(
+        "250 mx.example.com\r\n554 5.7.1 <flush.example>: Etrn command rejected: Access denied\r\n"
+    ));
+    assert!(run.logs.iter().any(|l| l
+        == "NOQUEUE: reject: ETRN from localhost[127.0.0.1]: 554 5.7.1 <flush.example>: \
+            Etrn command rejected: Access denied; proto=SMTP helo=<c>"));
+    // With smtpd_delay_reject, a client refused at connect is refused here.
+    let client = Refusal::new(
+        554,
+        "5.7.1",
+        "<localhost[127.0.0.1]>: Client host rejected: Access denied",
+    );
+    let mut policy = MockPolicy {
+        client: Some(Decision::Reject(client)),
+        ..MockPolicy::default()
+    };
+    let run = session_with(
+        settings(),
+        &mut policy,
+        b"HELO c\r\nETRN flush.example\r\n",
+        0,
+    );
+    assert!(run
+        .replies
+        .ends_with("554 5.7.1 <localhost[127.0.0.1]>: Client host rejected: Access denied\r\n"));
 }
 
 #[test]

@@ -128,6 +128,12 @@ impl QueueFile {
         QueueFile::read(path, Data::open(path, true)?)
     }
 
+    /// Reads a queue file a delivery agent holds locked.
+    pub fn read_locked(locked: &super::lock::LockedFile) -> Result<QueueFile, QueueError> {
+        let path = locked.path();
+        QueueFile::read(path, Data::read_from(locked.file(), path)?)
+    }
+
     /// A queue file held in memory; `name` stands for it in errors.
     pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<QueueFile, QueueError> {
         QueueFile::read(Path::new(name), Data::Bytes(bytes))

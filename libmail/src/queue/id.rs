@@ -99,6 +99,24 @@ impl QueueId {
         }
     }
 
+    /// The same time part with inode number `inode`: the name `postsuper
+    /// -s` gives a file whose inode no longer matches its name (a queue
+    /// restored from backup). `long` asks for a long ID; a short ID has no
+    /// seconds to make one from, so it stays short.
+    pub fn with_inode(&self, inode: u64, long: bool) -> QueueId {
+        match long_separator(&self.0) {
+            Some(at) if long => {
+                let inode = encode(inode, INODE_BASE, 1);
+                QueueId(format!("{}{}{inode}", &self.0[..at], char::from(SEPARATOR)))
+            }
+            Some(at) => {
+                let micros = parse_long(&self.0, at).map_or(0, |(micros, _)| micros);
+                QueueId::short(micros, inode)
+            }
+            None => QueueId(format!("{}{inode:X}", &self.0[..SHORT_MICROS_WIDTH])),
+        }
+    }
+
     /// The five hex digits of the microseconds, which hashed queues use.
     pub fn hash_key(&self) -> String {
         match long_separator(&self.0) {
@@ -244,6 +262,22 @@ mod tests {
         assert_eq!(id.inode(), 1_234_567);
         assert_eq!(id.hash_key(), format!("{:05X}", 654_321));
         assert_eq!(QueueId::parse(text), Some(id.clone()));
+    }
+
+    #[test]
+    fn with_inode_keeps_the_time_part() {
+        let short = QueueId::new(at(1_763_719_200, 0xB8222), 0x21522, false);
+        assert_eq!(short.with_inode(0xABC, false).as_str(), "B8222ABC");
+        assert_eq!(short.with_inode(0xABC, true).as_str(), "B8222ABC");
+        let long = QueueId::new(at(1_763_719_200, 654_321), 1_234_567, true);
+        let relinked = long.with_inode(42, true);
+        assert_eq!(relinked, QueueId::new(at(1_763_719_200, 654_321), 42, true));
+        let shortened = long.with_inode(42, false);
+        assert_eq!(
+            shortened,
+            QueueId::new(at(1_763_719_200, 654_321), 42, false)
+        );
+        assert_eq!(shortened.hash_key(), long.hash_key());
     }
 
     #[test]

@@ -157,6 +157,17 @@ impl QueueError {
         }
     }
 
+    /// The error's text, with the set-permissions hint when the queue
+    /// could not be read for lack of permission.
+    pub fn with_hint(&self) -> String {
+        match self {
+            QueueError::Io { source, .. } => {
+                format!("{self}{}", crate::queue_layout::permission_hint(source))
+            }
+            _ => self.to_string(),
+        }
+    }
+
     /// Whether the file (or its directory) does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, QueueError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)

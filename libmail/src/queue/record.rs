@@ -461,6 +461,12 @@ fn decode(kind: u8, payload: Vec<u8>, offset: u64) -> Option<Entry> {
 
 // --- reading -----------------------------------------------------------
 
+fn file_len(file: &File, path: &Path) -> Result<u64, QueueError> {
+    file.metadata()
+        .map(|meta| meta.len())
+        .map_err(|e| QueueError::io("fstat", path, e))
+}
+
 /// Where records are read from: an open file, or bytes in memory
 /// (standard input, tests).
 #[derive(Debug)]
@@ -477,18 +483,27 @@ impl Data {
             .write(write)
             .open(path)
             .map_err(|e| QueueError::io("open", path, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| QueueError::io("fstat", path, e))?
-            .len();
-        // A small file read only is read once, whole: the envelope and
-        // then the content would otherwise each cost a read.
-        if !write && len <= WINDOW as u64 {
+        if write {
+            let len = file_len(&file, path)?;
+            return Ok(Data::File { file, len });
+        }
+        Data::read_from(&file, path)
+    }
+
+    /// The data of a file someone else keeps open (a delivery agent's
+    /// locked queue file). A small file is read once, whole: the envelope
+    /// and then the content would otherwise each cost a read.
+    pub fn read_from(file: &File, path: &Path) -> Result<Data, QueueError> {
+        let len = file_len(file, path)?;
+        if len <= WINDOW as u64 {
             let mut bytes = vec![0u8; len as usize];
             file.read_exact_at(&mut bytes, 0)
                 .map_err(|e| QueueError::io("read", path, e))?;
             return Ok(Data::Bytes(bytes));
         }
+        let file = file
+            .try_clone()
+            .map_err(|e| QueueError::io("dup", path, e))?;
         Ok(Data::File { file, len })
     }
 

@@ -193,7 +193,7 @@ impl Queue {
     /// Postfix's postcat). Not found: the error says `open queue file ID:
     /// No such file or directory`.
     pub fn find(&self, id: &QueueId, queues: &[&str]) -> Result<(String, PathBuf), QueueError> {
-        let mut last = io::Error::from_raw_os_error(nix::libc::ENOENT);
+        let mut trouble = None;
         for _ in 0..2 {
             for &queue in queues {
                 Queue::check_name(queue)?;
@@ -202,12 +202,19 @@ impl Queue {
                     Ok(meta) if meta.is_file() => return Ok((queue.to_string(), path)),
                     Ok(_) => {}
                     Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                    Err(err) => last = err,
+                    // Which directory could not be searched, and why.
+                    Err(err) => {
+                        trouble.get_or_insert_with(|| QueueError::io("open", &path, err));
+                    }
                 }
             }
         }
+        if let Some(err) = trouble {
+            return Err(err);
+        }
         let name = format!("queue file {id}");
-        Err(QueueError::io("open", Path::new(&name), last))
+        let not_found = io::Error::from_raw_os_error(nix::libc::ENOENT);
+        Err(QueueError::io("open", Path::new(&name), not_found))
     }
 
     /// The IDs of the files in a queue, in no particular order. Names

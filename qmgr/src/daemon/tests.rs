@@ -262,3 +262,52 @@ fn site_failures_are_deferrals_that_never_reached_a_server() {
     ]));
     assert!(!site_failed(&[]));
 }
+
+#[test]
+fn a_force_expired_message_is_not_delivered() {
+    // postsuper -e set the flag: qmgr returns the message (here the notice
+    // cannot go out, cleanup is not running, so it stays) and never calls
+    // the agent.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("expire");
+    let mut d = daemon(&dir, "");
+    let seen = agent(&dir, "local", Arc::new(|_: &str| Status::Sent));
+    let id = write_message(&d, None, &["bob@example.com"]);
+    let path = d.queue.path(INCOMING, &id);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o710)).unwrap();
+    // Nothing is dispatched, so no event would end a step: activate only.
+    d.start();
+    d.activate_waiting();
+    assert!(settled(&d));
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "an expired message went out"
+    );
+    let file = QueueFile::open(&d.queue.path(DEFERRED, &id)).unwrap();
+    assert_eq!(file.envelope().pending().count(), 1);
+}
+
+#[test]
+fn a_message_taken_away_during_delivery_is_forgotten() {
+    // postsuper -d (or -h) while the agent works: qmgr leaves no defer
+    // log and no deferred file behind.
+    let dir = scratch("vanish");
+    let mut d = daemon(&dir, "");
+    let queue_dir = dir.clone();
+    agent(
+        &dir,
+        "local",
+        Arc::new(move |_: &str| {
+            for entry in std::fs::read_dir(queue_dir.join(ACTIVE)).unwrap() {
+                std::fs::rename(entry.unwrap().path(), queue_dir.join(HOLD).join("taken")).unwrap();
+            }
+            Status::Deferred
+        }),
+    );
+    let id = write_message(&d, None, &["bob@example.com"]);
+    d.start();
+    run_until(&mut d, settled);
+    assert!(queue_is_empty(&d, DEFERRED));
+    assert_eq!(defer_log::read(&d.queue, &id).unwrap(), None);
+    assert!(dir.join(HOLD).join("taken").exists());
+}
