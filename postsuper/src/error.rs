@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use libmail::config::ConfigError;
 use libmail::error::strerror;
 use libmail::queue::QueueError;
+use libmail::queue_layout::permission_hint as hint;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -43,11 +44,6 @@ pub enum SuperError {
     /// Queue IDs given on the command line may now name other messages.
     #[error("CHECK YOUR QUEUE IDS AND RE-ISSUE THE COMMAND")]
     NamesChanged,
-}
-
-/// The set-permissions hint for a permission error.
-pub fn hint(err: &io::Error) -> &'static str {
-    libmail::queue_layout::permission_hint(err)
 }
 
 #[cfg(test)]

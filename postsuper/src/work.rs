@@ -20,8 +20,9 @@ use libmail::queue::{
     Queue, QueueFile, QueueId, ACTIVE, BOUNCE, DEFER, DEFERRED, HOLD, INCOMING, MAILDROP, TRACE,
 };
 
-use crate::error::{hint, SuperError};
+use crate::error::SuperError;
 use crate::options::Action;
+use libmail::queue_layout::permission_hint as hint;
 
 /// The queues that hold messages, in the order postsuper searches them
 /// for a queue ID.

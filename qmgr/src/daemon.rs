@@ -8,7 +8,6 @@
 //! threads and the trigger thread talk to it over one channel.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
@@ -297,11 +296,10 @@ impl Daemon {
                 Err(err) => return msg::warning(err),
             }
         }
-        let Some(mut envelope) = self.read_envelope(&id) else {
+        let Some((mut envelope, mode)) = self.read_envelope(&id) else {
             return;
         };
-        let forced_expire = std::fs::metadata(self.queue.path(ACTIVE, &id))
-            .is_ok_and(|meta| lock::is_forced_expire(meta.mode()));
+        let forced_expire = lock::is_forced_expire(mode);
         let retried = from != INCOMING || self.has_defer_log(&id);
         let recipients: Vec<Recipient> = std::mem::take(&mut envelope.recipients)
             .into_iter()
@@ -378,11 +376,15 @@ impl Daemon {
             .collect()
     }
 
-    /// The envelope of an active file; a damaged file goes to corrupt/.
-    fn read_envelope(&self, id: &QueueId) -> Option<Envelope> {
+    /// The envelope and file mode of an active file; a damaged file goes
+    /// to corrupt/.
+    fn read_envelope(&self, id: &QueueId) -> Option<(Envelope, u32)> {
         let path = self.queue.path(ACTIVE, id);
         match QueueFile::open(&path) {
-            Ok(file) => Some(file.into_envelope()),
+            Ok(file) => {
+                let mode = file.mode();
+                Some((file.into_envelope(), mode))
+            }
             Err(err) => {
                 if let Some(damage) = err.damage() {
                     if let Err(err) = self.queue.save_corrupt(ACTIVE, id, damage) {

@@ -4,7 +4,7 @@
 //! recipients done in place.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -113,6 +113,8 @@ pub struct QueueFile {
     path: PathBuf,
     data: Data,
     envelope: Envelope,
+    /// The file's permission bits (0 for bytes in memory).
+    mode: u32,
 }
 
 impl QueueFile {
@@ -120,32 +122,42 @@ impl QueueFile {
     /// section, end marker. A file that is incomplete or damaged in any
     /// of those is an error that names the damage.
     pub fn open(path: &Path) -> Result<QueueFile, QueueError> {
-        QueueFile::read(path, Data::open(path, false)?)
+        let (data, meta) = Data::open_stat(path, false)?;
+        QueueFile::read(path, data, meta.mode())
     }
 
     /// `open` for a file whose recipients will be marked done.
     pub fn open_for_update(path: &Path) -> Result<QueueFile, QueueError> {
-        QueueFile::read(path, Data::open(path, true)?)
+        let (data, meta) = Data::open_stat(path, true)?;
+        QueueFile::read(path, data, meta.mode())
     }
 
     /// Reads a queue file a delivery agent holds locked.
     pub fn read_locked(locked: &super::lock::LockedFile) -> Result<QueueFile, QueueError> {
         let path = locked.path();
-        QueueFile::read(path, Data::read_from(locked.file(), path)?)
+        let (data, meta) = Data::read_stat(locked.file(), path)?;
+        QueueFile::read(path, data, meta.mode())
     }
 
     /// A queue file held in memory; `name` stands for it in errors.
     pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<QueueFile, QueueError> {
-        QueueFile::read(Path::new(name), Data::Bytes(bytes))
+        QueueFile::read(Path::new(name), Data::Bytes(bytes), 0)
     }
 
-    fn read(path: &Path, data: Data) -> Result<QueueFile, QueueError> {
+    fn read(path: &Path, data: Data, mode: u32) -> Result<QueueFile, QueueError> {
         let envelope = read_envelope(&data, path)?;
         Ok(QueueFile {
             path: path.to_path_buf(),
             data,
             envelope,
+            mode: mode & 0o7777,
         })
+    }
+
+    /// The file's permission bits, as they were when it was opened:
+    /// `lock::is_forced_expire` reads them.
+    pub fn mode(&self) -> u32 {
+        self.mode
     }
 
     pub fn path(&self) -> &Path {

@@ -28,7 +28,7 @@
 //! been delivered and `D` after, so that the queue manager marks a
 //! recipient done by writing one byte in place (as Postfix does).
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -461,9 +461,8 @@ fn decode(kind: u8, payload: Vec<u8>, offset: u64) -> Option<Entry> {
 
 // --- reading -----------------------------------------------------------
 
-fn file_len(file: &File, path: &Path) -> Result<u64, QueueError> {
+fn file_meta(file: &File, path: &Path) -> Result<Metadata, QueueError> {
     file.metadata()
-        .map(|meta| meta.len())
         .map_err(|e| QueueError::io("fstat", path, e))
 }
 
@@ -478,23 +477,38 @@ pub enum Data {
 impl Data {
     /// Opens a file for reading (and writing, for marking recipients).
     pub fn open(path: &Path, write: bool) -> Result<Data, QueueError> {
+        Data::open_stat(path, write).map(|(data, _)| data)
+    }
+
+    /// `open`, with the file's status from the same fstat (qmgr wants
+    /// its mode, for the forced-expire flag).
+    pub fn open_stat(path: &Path, write: bool) -> Result<(Data, Metadata), QueueError> {
         let file = OpenOptions::new()
             .read(true)
             .write(write)
             .open(path)
             .map_err(|e| QueueError::io("open", path, e))?;
-        if write {
-            let len = file_len(&file, path)?;
-            return Ok(Data::File { file, len });
-        }
-        Data::read_from(&file, path)
+        let meta = file_meta(&file, path)?;
+        let data = match write {
+            true => Data::File {
+                len: meta.len(),
+                file,
+            },
+            false => Data::read_len(&file, path, meta.len())?,
+        };
+        Ok((data, meta))
     }
 
     /// The data of a file someone else keeps open (a delivery agent's
-    /// locked queue file). A small file is read once, whole: the envelope
-    /// and then the content would otherwise each cost a read.
-    pub fn read_from(file: &File, path: &Path) -> Result<Data, QueueError> {
-        let len = file_len(file, path)?;
+    /// locked queue file), with its status.
+    pub fn read_stat(file: &File, path: &Path) -> Result<(Data, Metadata), QueueError> {
+        let meta = file_meta(file, path)?;
+        Ok((Data::read_len(file, path, meta.len())?, meta))
+    }
+
+    /// A small file is read once, whole: the envelope and then the
+    /// content would otherwise each cost a read.
+    fn read_len(file: &File, path: &Path, len: u64) -> Result<Data, QueueError> {
         if len <= WINDOW as u64 {
             let mut bytes = vec![0u8; len as usize];
             file.read_exact_at(&mut bytes, 0)
