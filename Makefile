@@ -100,6 +100,15 @@ test-tools:
 	@# A throwaway MariaDB server for the mysql: table tests (started by
 	@# the tests themselves on a private port and socket, never as a service).
 	@command -v mariadbd >/dev/null || test -x /usr/sbin/mariadbd || $(call apt_install,mariadb-server)
+	@# BIND 9's named: the authoritative name server the DNS tests start
+	@# on a loopback port with zones of their own (never as a service).
+	@test -x /usr/sbin/named || $(call apt_install,bind9)
+	@# aiosmtpd: the Python SMTP peer that records what the smtp client sent.
+	@$(PYTHON) -c 'import aiosmtpd' 2>/dev/null \
+		|| $(PYTHON) -m pip install -q aiosmtpd \
+		|| $(call apt_install,python3-aiosmtpd)
+	@# OpenSSL's headers, for the smtp client's TLS (the openssl crate).
+	@dpkg -s libssl-dev >/dev/null 2>&1 || $(call apt_install,libssl-dev pkg-config)
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
 

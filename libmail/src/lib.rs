@@ -9,6 +9,7 @@ pub mod bounce;
 pub mod cleanup;
 pub mod config;
 pub mod deliver;
+pub mod dns;
 pub mod error;
 pub mod features;
 pub mod flush;

@@ -119,6 +119,7 @@ pub static PARAMETERS: &[Param] = &[
     Param::new("deliver_lock_delay", Time('s'), "1s", "Delay between attempts to lock a file for delivery."),
     Param::new("destination_concurrency_feedback_debug", Bool, "no", "Log details of the concurrency feedback algorithm."),
     Param::new("detect_8bit_encoding_header", Bool, "yes", "Infer 8BITMIME content from Content-Transfer-Encoding headers."),
+    Param::new("dns_resolver_servers", List, "", "postfix-rs extension: name servers (address or address:port) to ask instead of those in /etc/resolv.conf."),
     Param::new("disable_dns_lookups", Bool, "no", "Obsolete: disable DNS lookups in the SMTP and LMTP clients."),
     Param::new("disable_mime_input_processing", Bool, "no", "Turn off MIME parsing of incoming messages."),
     Param::new("disable_mime_output_conversion", Bool, "no", "Never convert 8-bit mail to 7-bit for servers without 8BITMIME."),
