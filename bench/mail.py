@@ -47,6 +47,16 @@ is always the sampled RSS sum: a cgroup's memory.peak exists only where
 the memory controller is on cgroup v2 (on a hybrid layout it is not), and
 it would count page cache too (the queue files and the Maildir).
 
+The relay workload (--workload relay) measures the way out over SMTP
+instead: smtp-source -> smtpd -> cleanup -> qmgr -> the smtp client ->
+Debian's smtp-sink on a free loopback port, which throws the mail away.
+Both systems get relayhost = [127.0.0.1]:SINKPORT and a master.cf
+`smtp unix - - n - - smtp` service (Debian's also scache, as in its stock
+master.cf, for its connection cache); the recipient is
+sink@bench.example (no local user).  The rows are the same, at 10
+sessions unless --sessions says otherwise, and "delivered" is the N-th
+message the sink has received (its -c counter).  Without --workload both run, Maildir first (`make bench`).
+
 A system that does not deliver everything in time (120 s plus 50 ms a
 message, or 30 s without any progress) is reported as such
 ("ours: delivered 0/2000 within 30 s") and its remaining rows are skipped.
@@ -54,8 +64,10 @@ message, or 30 s without any progress) is reported as such
 The issue's targets: delivered msg/s at 10 sessions at least 1.5 times
 Postfix's, and peak RSS no more than Postfix's.
 
-    python3 bench/mail.py [--quick] [--only ours|postfix] [--count-1k N]
-                          [--count-100k N] [--no-cgroup] [--keep]
+    python3 bench/mail.py [--workload maildir|relay] [--quick]
+                          [--only ours|postfix] [--count-1k N]
+                          [--count-100k N] [--sessions N] [--size BYTES]
+                          [--no-cgroup] [--keep]
 
 Runs as root (the mail systems and the recipient need it).  Only the
 loopback interface is used.
@@ -65,9 +77,11 @@ import argparse
 import inspect
 import os
 import pwd
+import re
 import shutil
 import select
 import signal
+import socket
 import struct
 import tempfile
 import subprocess
@@ -81,12 +95,17 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 import conftest  # noqa: E402  (the postfix/postdrop accounts, as the tests make them)
-from helpers import wait_until  # noqa: E402
+from helpers import free_port, wait_until  # noqa: E402
 from mailsystem import MailSystem, make_base  # noqa: E402
 
 SMTP_SOURCE = Path("/usr/sbin/smtp-source")
+SMTP_SINK = Path("/usr/sbin/smtp-sink")
 USER = "pfbench"
 RECIPIENT = f"{USER}@localhost"
+RELAY_RECIPIENT = "sink@bench.example"
+RELAY_SESSIONS = (10,)
+WORKLOADS = ("maildir", "relay")
+TITLES = {"maildir": "Maildir delivery (local)", "relay": "relay to smtp-sink (smtp client)"}
 SENDER = "bench@localhost"
 SIZES = (1024, 100 * 1024)
 SESSIONS = (1, 10, 50)
@@ -269,12 +288,14 @@ class Sampler(threading.Thread):
 # --- the mail systems ----------------------------------------------------------
 
 
-def make_system(kind: str, base: Path, accounts: tuple[str, str]) -> MailSystem:
+def make_system(kind: str, base: Path, accounts: tuple[str, str], workload: str, sink_port: int | None) -> MailSystem:
     """An installed, configured (not started) system: kind is "ours" or
-    "postfix" (Debian's)."""
+    "postfix" (Debian's); workload "maildir" or "relay" (to the sink on
+    sink_port)."""
     reference = kind == "postfix"
+    services = ("qmgr", "local") if workload == "maildir" else ("qmgr", "smtp")
     if not reference:
-        missing = [p for p in ("smtpd", "cleanup", "pickup", "qmgr", "local", "master", "postfix")
+        missing = [p for p in ("smtpd", "cleanup", "pickup", "master", "postfix", *services)
                    if not (REPO / "target" / "release" / p).is_file()]
         if missing:
             raise BenchError(f"target/release lacks {', '.join(missing)}: run `make all`")
@@ -285,29 +306,36 @@ def make_system(kind: str, base: Path, accounts: tuple[str, str]) -> MailSystem:
         else:
             system = MailSystem(base, accounts, reference=reference)
             system.extra_master_cf = "qmgr unix n - n 300 1 qmgr\nlocal unix - n n - - local\n"
-            system.write_master_cf()
+        if workload == "relay":
+            system.extra_master_cf += "smtp unix - - n - - smtp\n"
+            if reference:
+                system.extra_master_cf += "scache unix - - n - 1 scache\n"
+        system.write_master_cf()
     except AssertionError as e:
         raise BenchError(f"setup failed: {e}") from None
     if not reference:
-        missing = [d for d in ("qmgr", "local") if not (system.daemons / d).is_file()]
+        missing = [d for d in services if not (system.daemons / d).is_file()]
         if missing:
             raise BenchError(
                 f"the install lacks {' and '.join(missing)} in {system.daemons} "
                 "(not in etc/postfix-files yet?)"
             )
     master_cf = (system.config / "master.cf").read_text()
-    for service in ("qmgr", "local"):
+    for service in services:
         if not any(line.split()[:1] == [service] for line in master_cf.splitlines()):
             raise BenchError(f"master.cf has no {service} service:\n{master_cf}")
-    system.postconf(
+    common = [
         "mydestination = localhost",
         "mynetworks = 127.0.0.0/8",
         "inet_interfaces = 127.0.0.1",
-        "home_mailbox = Maildir/",
         "biff = no",
         # The tests want a fresh smtpd per connection; a mail system doesn't.
         "max_use = 100",
-    )
+    ]
+    if workload == "maildir":
+        system.postconf(*common, "home_mailbox = Maildir/")
+    else:
+        system.postconf(*common, f"relayhost = [127.0.0.1]:{sink_port}")
     return system
 
 
@@ -456,6 +484,76 @@ class Arrivals:
             self.fd = -1
 
 
+class Sink:
+    """Debian's smtp-sink on a free loopback port: takes the relayed mail,
+    throws it away, and counts it.  With -c it writes its counters
+    ("sess=N quit=N mesg=N\\r") as they change; mesg is the number of
+    messages received (".").  The same interface as Arrivals: reset(),
+    then wait() returns the messages since."""
+
+    COUNTER = re.compile(rb"mesg=(\d+)")
+
+    def __init__(self, user: str):
+        self.port = free_port()
+        self.errors = tempfile.TemporaryFile()
+        argv = [str(SMTP_SINK), "-4", "-c", "-u", user, f"127.0.0.1:{self.port}", "1000"]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.errors)
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.total = self.base = self.count = 0
+        self.pending = b""
+        try:
+            wait_until(self.listening, 10, f"smtp-sink on port {self.port}")
+        except AssertionError:
+            self.close()
+            raise BenchError(f"smtp-sink did not start: {self.error_text()}") from None
+
+    def listening(self) -> bool:
+        if self.proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def error_text(self) -> str:
+        self.errors.seek(0)
+        return self.errors.read().decode(errors="replace").strip()[-300:]
+
+    def read(self) -> None:
+        """Takes in what the sink has written; the last complete counter
+        line is the total."""
+        while True:
+            try:
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                raise BenchError(f"smtp-sink exited: {self.error_text()}")
+            complete, _, self.pending = (self.pending + chunk).rpartition(b"\r")
+            found = self.COUNTER.findall(complete)
+            if found:
+                self.total = int(found[-1])
+
+    def reset(self) -> None:
+        self.read()
+        self.base, self.count = self.total, 0
+
+    def wait(self, timeout: float, others=()) -> int:
+        ready, _, _ = select.select([self.proc.stdout, *others], [], [], timeout)
+        if self.proc.stdout in ready:
+            self.read()
+        self.count = self.total - self.base
+        return self.count
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+        self.errors.close()
+
+
 # --- one measurement -----------------------------------------------------------
 
 
@@ -483,14 +581,15 @@ def timeout_for(count: int) -> float:
 
 
 def send_and_wait(
-    system: MailSystem, members: Members, sampler: Sampler, arrivals: Arrivals, row: Row, label: str
+    system: MailSystem, members: Members, sampler: Sampler, arrivals, row: Row, label: str, recipient: str
 ) -> bool:
-    """Runs one row into row; False when not everything was delivered."""
+    """Runs one row into row; False when not everything was delivered.
+    arrivals counts the deliveries (Arrivals or Sink)."""
     arrivals.reset()
     sampler.reset()
     cpu_before = members.cpu_usec()
     argv = [
-        str(SMTP_SOURCE), "-4", "-M", "localhost", "-f", SENDER, "-t", RECIPIENT,
+        str(SMTP_SOURCE), "-4", "-M", "localhost", "-f", SENDER, "-t", recipient,
         "-l", str(row.size), "-m", str(row.count), "-s", str(row.sessions),
         f"127.0.0.1:{system.port}",
     ]  # fmt: skip
@@ -539,17 +638,21 @@ def send_and_wait(
     return not row.note
 
 
-def run_system(kind: str, top: Path, accounts, cgroup_top, plan, arrivals: Arrivals) -> Result:
+def run_system(kind: str, top: Path, accounts, cgroup_top, plan, arrivals, workload: str) -> Result:
+    """Measures one system in one workload; arrivals is the Arrivals
+    (maildir) or the Sink (relay) that counts deliveries."""
     label = NAMES[kind]
     result = Result(rows=[Row(size, sessions, count) for size, sessions, count in plan])
-    base = top / kind
+    base = top / f"{workload}-{kind}"
     base.mkdir()
+    recipient = RECIPIENT if workload == "maildir" else RELAY_RECIPIENT
+    sink_port = arrivals.port if workload == "relay" else None
     system = members = sampler = None
     try:
-        members = Members(cgroup_top, kind)
+        members = Members(cgroup_top, f"{workload}-{kind}")
         result.method = "cgroup v2 cpu.stat" if members.exact_cpu else "sampled /proc every 50 ms"
         print(f"{label}: setting up in {base}", flush=True)
-        system = make_system(kind, base, accounts)
+        system = make_system(kind, base, accounts, workload, sink_port)
         sampler = Sampler(members)
         sampler.start()
         for number, row in enumerate(result.rows):
@@ -561,7 +664,7 @@ def run_system(kind: str, top: Path, accounts, cgroup_top, plan, arrivals: Arriv
                 system.stop()
             start(system, members)
             warm = Row(1024, row.sessions, max(20, 2 * row.sessions))
-            if not send_and_wait(system, members, sampler, arrivals, warm, f"{label} warm-up"):
+            if not send_and_wait(system, members, sampler, arrivals, warm, f"{label} warm-up", recipient):
                 if number == 0:
                     result.failure = warm.note.replace(f"{label} warm-up: ", "warm-up: ", 1)
                     print(f"  {label} not measured: {result.failure}", flush=True)
@@ -569,7 +672,7 @@ def run_system(kind: str, top: Path, accounts, cgroup_top, plan, arrivals: Arriv
                 row.note = warm.note
                 ok = False
             else:
-                ok = send_and_wait(system, members, sampler, arrivals, row, label)
+                ok = send_and_wait(system, members, sampler, arrivals, row, label, recipient)
             print(f"  {format_size(row.size):>6} x{row.count:<5} {row.sessions:>2} sessions: "
                   + (f"accepted {row.accepted:7.1f}/s  delivered {row.delivered:7.1f}/s  "
                      f"CPU {row.cpu_ms:6.2f} ms/msg  peak RSS {row.peak_rss / 2**20:6.1f} MiB"
@@ -605,7 +708,7 @@ def format_size(size: int) -> str:
     return f"{size // 1024} KB"
 
 
-def report(results: dict[str, Result], plan) -> None:
+def report(results: dict[str, Result], plan, workload: str) -> None:
     metrics = (
         ("accepted msg/s", lambda r: r.accepted, "{:.1f}"),
         ("delivered msg/s", lambda r: r.delivered, "{:.1f}"),
@@ -614,6 +717,7 @@ def report(results: dict[str, Result], plan) -> None:
     )
     both = "ours" in results and "postfix" in results
     print()
+    print(TITLES[workload])
     head1 = f"{'size':>6} {'sess':>4} {'N':>5} "
     head2 = " " * len(head1)
     for name, _, _ in metrics:
@@ -650,7 +754,8 @@ def report(results: dict[str, Result], plan) -> None:
         print(f"{NAMES[kind]}: CPU from {r.method}; RSS = sum over its processes, sampled every 50 ms")
     for note in notes:
         print(f"note: {note}")
-    if not both:
+    # The issue's targets are for the Maildir workload.
+    if not both or workload != "maildir":
         return
     ours, theirs = results["ours"], results["postfix"]
     print()
@@ -675,6 +780,8 @@ def report(results: dict[str, Result], plan) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", choices=WORKLOADS, action="append",
+                        help="maildir (local delivery) or relay (to smtp-sink); default both, in that order")
     parser.add_argument("--quick", action="store_true", help="a short run (500 and 100 messages a row)")
     parser.add_argument("--only", choices=("ours", "postfix"), help="measure one system only")
     parser.add_argument("--count-1k", type=int, help="messages per row with 1 KB bodies (default 10000)")
@@ -687,18 +794,23 @@ def main() -> None:
 
     if os.geteuid() != 0:
         sys.exit("bench/mail.py runs as root (mail systems, a throwaway local user)")
-    if not SMTP_SOURCE.is_file():
-        sys.exit(f"{SMTP_SOURCE} is missing: install Debian's postfix (`make test-tools`)")
+    workloads = [w for w in WORKLOADS if w in (args.workload or WORKLOADS)]
+    for program in (SMTP_SOURCE, *([SMTP_SINK] if "relay" in workloads else [])):
+        if not program.is_file():
+            sys.exit(f"{program} is missing: install Debian's postfix (`make test-tools`)")
     counts = {1024: 500, 100 * 1024: 100} if args.quick else {1024: 10000, 100 * 1024: 2000}
     if args.count_1k:
         counts[1024] = args.count_1k
     if args.count_100k:
         counts[100 * 1024] = args.count_100k
-    plan = [
-        (size, sessions, counts[size])
-        for size in args.size or SIZES
-        for sessions in args.sessions or SESSIONS
-    ]
+    plans = {
+        workload: [
+            (size, sessions, counts[size])
+            for size in args.size or SIZES
+            for sessions in args.sessions or (SESSIONS if workload == "maildir" else RELAY_SESSIONS)
+        ]
+        for workload in workloads
+    }
     kinds = [args.only] if args.only else ["ours", "postfix"]
 
     # Ctrl-C, SIGTERM and SIGHUP stop the run and clean up; a second
@@ -715,17 +827,28 @@ def main() -> None:
     accounts_fixture = conftest.mail_accounts
     accounts = getattr(accounts_fixture, "__wrapped__", accounts_fixture)()
     top = make_base("pfbench-")
-    results: dict[str, Result] = {}
+    results: dict[str, dict[str, Result]] = {}
     try:
-        home = top / "home"
-        create_user(home)
-        arrivals = Arrivals(home / "Maildir" / "new")
         print(f"work directory {top}; messages per row: "
               f"{counts[1024]} x 1 KB, {counts[100 * 1024]} x 100 KB", flush=True)  # fmt: skip
-        for kind in kinds:
-            results[kind] = run_system(kind, top, accounts, cgroup_top, plan, arrivals)
-        arrivals.close()
-        report(results, plan)
+        for workload in workloads:
+            print(f"{TITLES[workload]}:", flush=True)
+            if workload == "maildir":
+                home = top / "home"
+                create_user(home)
+                counter = Arrivals(home / "Maildir" / "new")
+            else:
+                counter = Sink(accounts[0])
+            try:
+                results[workload] = {
+                    kind: run_system(kind, top, accounts, cgroup_top, plans[workload], counter, workload)
+                    for kind in kinds
+                }
+            finally:
+                counter.close()
+        # The tables together at the end, after the progress lines.
+        for workload, by_kind in results.items():
+            report(by_kind, plans[workload], workload)
     except BenchError as e:
         sys.exit(f"bench/mail.py: {e}")
     finally:

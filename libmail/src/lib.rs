@@ -4,6 +4,7 @@
 //! `unsafe` is denied everywhere except `sys` (descriptors at fixed
 //! numbers for children, SCM_RIGHTS, setsid), which allows it explicitly.
 
+pub mod agent;
 pub mod atomic_file;
 pub mod bounce;
 pub mod cleanup;

@@ -3,50 +3,25 @@
 
 use std::os::unix::net::UnixStream;
 
-use libmail::deliver::{
-    read_request, send_reply, DeliveryReply, DeliveryRequest, RecipientResult, Status,
-};
-use libmail::ipc::Decoder;
-use libmail::log::delivery::{Delays, RecipientStatus};
-use libmail::msg;
-use libmail::queue::lock::{LockKind, LockedFile};
-use libmail::queue::{mark_locked_recipients_done, QueueError, QueueFile, QueueId};
+use libmail::agent::{self, Delivery};
+use libmail::deliver::{DeliveryReply, DeliveryRequest, RecipientResult};
 
 use crate::agent::{Agent, Message};
 
-pub fn serve_client(agent: &mut Agent, mut stream: UnixStream) {
-    let mut decoder = Decoder::new();
-    loop {
-        let request = match read_request(&mut stream, &mut decoder) {
-            Ok(Some(request)) => request,
-            Ok(None) => return,
-            Err(err) => return msg::warning(format!("delivery request: {err}")),
-        };
-        let reply = handle(agent, &request);
-        if let Err(err) = send_reply(&mut stream, &reply) {
-            return msg::warning(format!("{}: reply to qmgr: {err}", request.queue_id));
-        }
-    }
+pub fn serve_client(agent: &mut Agent, stream: UnixStream) {
+    agent::serve_client(stream, |request| handle(agent, request));
 }
 
-/// Delivers every recipient of one request. The queue file stays locked
-/// (shared) until the recipients that are finished are marked done, so
-/// that postsuper, which locks it exclusively, never acts on a message
-/// halfway through a delivery and sees what was delivered.
+/// Delivers every recipient of one request, with the queue file locked
+/// throughout (libmail::agent::Delivery).
 pub fn handle(agent: &mut Agent, request: &DeliveryRequest) -> DeliveryReply {
-    let started = std::time::SystemTime::now();
-    let (locked, content) = match read_content(agent, request) {
-        Ok(read) => read,
-        Err(err) if err.is_not_found() => {
-            // Deleted, held or requeued by postsuper: nothing to deliver,
-            // and nothing to log per recipient.
-            msg::warning(format!("{}: {err}", request.queue_id));
-            return vanished(request);
-        }
-        Err(err) => {
-            msg::warning(format!("{}: {err}", request.queue_id));
-            return defer_all(request, started, "4.3.0", "queue file read error");
-        }
+    let delivery = match Delivery::begin(&agent.queue, request, "local") {
+        Ok(delivery) => delivery,
+        Err(reply) => return reply,
+    };
+    let content = match delivery.content() {
+        Ok(content) => content,
+        Err(reply) => return reply,
     };
     let text = content.text();
     let mut message = Message::new(request, &content.headers, text);
@@ -55,90 +30,7 @@ pub fn handle(agent: &mut Agent, request: &DeliveryRequest) -> DeliveryReply {
         .iter()
         .map(|rcpt| agent.deliver(&mut message, rcpt))
         .collect();
-    let finished: Vec<u64> = results
-        .iter()
-        .filter(|r| r.status != Status::Deferred)
-        .map(|r| r.offset)
-        .collect();
-    if let Err(err) = mark_locked_recipients_done(&locked, &finished) {
-        msg::warning(format!("{}: {err}", request.queue_id));
-    }
-    DeliveryReply { results }
-}
-
-/// The queue file, locked, and its content.
-fn read_content(
-    agent: &Agent,
-    request: &DeliveryRequest,
-) -> Result<(LockedFile, libmail::queue::Content), QueueError> {
-    let id = QueueId::parse(&request.queue_id)
-        .ok_or_else(|| QueueError::BadId(request.queue_id.clone()))?;
-    if !libmail::queue::is_queue_name(&request.queue_name) {
-        return Err(QueueError::BadQueueName(request.queue_name.clone()));
-    }
-    let path = agent.queue.path(&request.queue_name, &id);
-    let locked = LockedFile::open(&path, LockKind::Shared)?;
-    let content = QueueFile::read_locked(&locked)?.content()?;
-    Ok((locked, content))
-}
-
-/// The reply for a message that is no longer in the queue: every
-/// recipient deferred, for qmgr, which finds the file gone and forgets
-/// the message.
-fn vanished(request: &DeliveryRequest) -> DeliveryReply {
-    let results = request
-        .recipients
-        .iter()
-        .map(|rcpt| RecipientResult {
-            offset: rcpt.offset,
-            status: Status::Deferred,
-            dsn: "4.3.0".to_string(),
-            reason: "queue file vanished".to_string(),
-            relay: "local".to_string(),
-        })
-        .collect();
-    DeliveryReply { results }
-}
-
-/// Every recipient deferred, each with its status line.
-fn defer_all(
-    request: &DeliveryRequest,
-    started: std::time::SystemTime,
-    dsn: &str,
-    reason: &str,
-) -> DeliveryReply {
-    let results = request
-        .recipients
-        .iter()
-        .map(|rcpt| {
-            let line = RecipientStatus {
-                queue_id: &request.queue_id,
-                recipient: &rcpt.address,
-                orig_recipient: &rcpt.orig_recipient,
-                relay: "local",
-                delays: Delays {
-                    arrival: request.arrival_time,
-                    active: request.active_time,
-                    agent_start: started,
-                    connected: started,
-                    done: std::time::SystemTime::now(),
-                },
-                dsn,
-                status: Status::Deferred.name(),
-                reason,
-            }
-            .line();
-            msg::info(line);
-            RecipientResult {
-                offset: rcpt.offset,
-                status: Status::Deferred,
-                dsn: dsn.to_string(),
-                reason: reason.to_string(),
-                relay: "local".to_string(),
-            }
-        })
-        .collect();
-    DeliveryReply { results }
+    delivery.finish(results)
 }
 
 #[cfg(test)]
@@ -148,7 +40,8 @@ mod tests {
     use std::time::SystemTime;
 
     use libmail::config::Config;
-    use libmail::queue::{Queue, QueueSettings, Recipient, ACTIVE};
+    use libmail::deliver::Status;
+    use libmail::queue::{Queue, QueueFile, QueueId, QueueSettings, Recipient, ACTIVE};
 
     use crate::privileges::Privileges;
 

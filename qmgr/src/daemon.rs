@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
+use libmail::agent;
 use libmail::bounce::{self, Action, BounceError, NoticeKind, Outcome};
 use libmail::config::master_cf::MasterCf;
 use libmail::config::{Config, ConfigError};
@@ -399,7 +400,7 @@ impl Daemon {
     }
 
     /// Where one recipient goes: the content filter, or the resolver's
-    /// answer; the error and retry transports are answered here.
+    /// answer; the error, retry and discard transports are answered here.
     fn place(&mut self, id: &QueueId, envelope: &Envelope, rcpt: &Recipient) -> Placement {
         let filter = envelope.content_filter.as_deref().and_then(parse_filter);
         let (transport, nexthop) = match filter {
@@ -422,14 +423,8 @@ impl Daemon {
                 }
             },
         };
-        match transport.as_str() {
-            "error" => {
-                return Placement::Decided(error_verdict(Status::Bounced, "5.0.0", &nexthop))
-            }
-            "retry" => {
-                return Placement::Decided(error_verdict(Status::Deferred, "4.0.0", &nexthop))
-            }
-            _ => {}
+        if let Some((status, dsn)) = answered_here(&transport) {
+            return Placement::Decided(error_verdict(status, dsn, &nexthop));
         }
         if !self.scheduler.knows_transport(&transport) {
             let limits = settings::transport_limits(&self.config, self.master.as_ref(), &transport)
@@ -833,30 +828,24 @@ fn parse_filter(filter: &str) -> Option<(String, String)> {
     (!transport.is_empty()).then(|| (transport.to_string(), nexthop.trim().to_string()))
 }
 
-/// The error and retry transports: the nexthop is the reason, and may
-/// start with its own status code (`5.1.1 user unknown`).
-fn error_verdict(status: Status, dsn: &str, text: &str) -> Verdict {
-    let class = match status {
-        Status::Deferred => '4',
-        _ => '5',
-    };
-    match text.split_once(' ') {
-        Some((code, rest)) if is_dsn(code) && code.starts_with(class) => {
-            Verdict::by_qmgr(status, code, rest.trim_start())
-        }
-        _ if text.is_empty() => Verdict::by_qmgr(status, dsn, "mail transport unavailable"),
-        _ => Verdict::by_qmgr(status, dsn, text),
+/// The stock transports whose nexthop is their answer, with the status
+/// and default code they give every recipient: answering them here
+/// saves a round trip to an agent that would only repeat the nexthop.
+/// Services under other names go to their agents.
+fn answered_here(transport: &str) -> Option<(Status, &'static str)> {
+    match transport {
+        "error" => Some((Status::Bounced, "5.0.0")),
+        "retry" => Some((Status::Deferred, "4.0.0")),
+        "discard" => Some((Status::Sent, "2.0.0")),
+        _ => None,
     }
 }
 
-/// `X.Y.Z` with a class digit and one to three digits after it.
-fn is_dsn(text: &str) -> bool {
-    let parts: Vec<&str> = text.split('.').collect();
-    parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-        && matches!(parts[0], "2" | "4" | "5")
+/// The verdict of error, retry or discard: the nexthop is the reason,
+/// and may start with its own status code (`5.1.1 user unknown`).
+fn error_verdict(status: Status, dsn: &str, text: &str) -> Verdict {
+    let v = agent::nexthop_verdict(status, dsn, text);
+    Verdict::by_qmgr(v.status, &v.dsn, &v.reason)
 }
 
 /// A job failed at the destination rather than at the recipients:
