@@ -105,9 +105,11 @@ VERSIONED = {"mail_version": "<VERSION>", "mail_release_date": "<DATE>"}
 # (Debian's packaging moves them), version numbers, the pid, and
 # debugger_command (it embeds the pid and a path), and
 # smtpd_forbid_bare_newline, whose default is Postfix 3.9's "normalize"
-# (3.7 says "no": open to SMTP smuggling).
+# (3.7 says "no": open to SMTP smuggling); and our own parameters, such as
+# dns_resolver_servers, which Postfix does not have.
 DEBIAN_DIFFERENCES = {
     "smtpd_forbid_bare_newline",
+    "dns_resolver_servers",
     "daemon_directory",
     "html_directory",
     "readme_directory",
@@ -136,7 +138,8 @@ def _filter(text: str, config: Path, drop: set, replace: dict) -> str:
         if line.startswith((" ", "\t")) and dropping:
             continue
         match = _NAME.match(line)
-        name = match.group(1) if match else None
+        # `postconf -H` prints bare names.
+        name = match.group(1) if match else line.strip() or None
         dropping = name in drop
         if dropping:
             continue

@@ -13,13 +13,14 @@
 //! `StaticDns` a fixed table for unit tests without a network.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use hickory_resolver::config::{NameServerConfig, Protocol, ResolverConfig, ResolverOpts};
 use hickory_resolver::error::{ResolveError, ResolveErrorKind};
-use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::{RData, RecordType};
+use hickory_resolver::proto::op::{Message, Query, ResponseCode};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::Resolver;
 
 use crate::config::{value::split_list, Config, ConfigError};
@@ -190,6 +191,10 @@ fn absolute(name: &str) -> String {
 /// The resolver, set up from main.cf.
 pub struct Dns {
     resolver: Resolver,
+    /// The servers the resolver asks, for the questions it will not
+    /// send (see `loopback_ptr`).
+    servers: Vec<SocketAddr>,
+    timeout: Duration,
 }
 
 impl Dns {
@@ -205,11 +210,18 @@ impl Dns {
 
     /// A resolver asking `servers`, or /etc/resolv.conf's when empty.
     pub fn new(servers: &[SocketAddr]) -> std::io::Result<Dns> {
-        let resolver = if servers.is_empty() {
+        let (resolver, servers, timeout) = if servers.is_empty() {
             let (config, mut options) = hickory_resolver::system_conf::read_system_conf()
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             tune(&mut options);
-            Resolver::new(config, options)?
+            let mut addresses: Vec<SocketAddr> = config
+                .name_servers()
+                .iter()
+                .map(|s| s.socket_addr)
+                .collect();
+            addresses.dedup();
+            let timeout = options.timeout;
+            (Resolver::new(config, options)?, addresses, timeout)
         } else {
             let mut config = ResolverConfig::new();
             for server in servers {
@@ -221,9 +233,40 @@ impl Dns {
             // A test server answers at once; do not wait 5s for one that
             // is down.
             options.timeout = Duration::from_secs(2);
-            Resolver::new(config, options)?
+            let timeout = options.timeout;
+            (Resolver::new(config, options)?, servers.to_vec(), timeout)
         };
-        Ok(Dns { resolver })
+        Ok(Dns {
+            resolver,
+            servers,
+            timeout,
+        })
+    }
+
+    /// PTR for a loopback address, asked of the servers directly: the
+    /// resolver library answers `localhost` itself for all of 127/8 and
+    /// ::1 (RFC 6761), where the system resolver, and so Postfix, asks
+    /// the DNS.
+    fn loopback_ptr(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        let fail = |detail: String| DnsError::temp_fail(name, "PTR", &detail);
+        let query_name = Name::from_ascii(absolute(name)).map_err(|e| fail(e.to_string()))?;
+        let mut message = Message::new();
+        let id = std::process::id() as u16
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() as u16)
+                .unwrap_or(0);
+        message.set_id(id).set_recursion_desired(true);
+        message.add_query(Query::query(query_name, RecordType::PTR));
+        let request = message.to_vec().map_err(|e| fail(e.to_string()))?;
+        let mut detail = "no name server to ask".to_string();
+        for server in &self.servers {
+            match exchange(*server, &request, id, self.timeout) {
+                Ok(answer) => return ptr_records(name, &answer),
+                Err(err) => detail = format!("{server}: {err}"),
+            }
+        }
+        Err(fail(detail))
     }
 
     fn records(&self, name: &str, rtype: RecordType) -> Result<Vec<RData>, DnsError> {
@@ -246,6 +289,74 @@ impl Dns {
             }
             Err(err) => Err(classify(name, label, &err)),
         }
+    }
+}
+
+/// One question to one server over UDP, again over TCP when the answer
+/// did not fit.
+fn exchange(
+    server: SocketAddr,
+    request: &[u8],
+    id: u16,
+    timeout: Duration,
+) -> std::io::Result<Message> {
+    let bad = |e: hickory_resolver::proto::error::ProtoError| std::io::Error::other(e.to_string());
+    let local: SocketAddr = match server {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(local)?;
+    socket.set_read_timeout(Some(timeout))?;
+    socket.connect(server)?;
+    socket.send(request)?;
+    let mut buf = vec![0u8; 4096];
+    let answer = loop {
+        let n = socket.recv(&mut buf)?;
+        let answer = Message::from_vec(&buf[..n]).map_err(bad)?;
+        if answer.id() == id {
+            break answer;
+        }
+    };
+    if !answer.truncated() {
+        return Ok(answer);
+    }
+    let mut stream = TcpStream::connect_timeout(&server, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    let length = u16::try_from(request.len()).map_err(std::io::Error::other)?;
+    stream.write_all(&length.to_be_bytes())?;
+    stream.write_all(request)?;
+    let mut length = [0u8; 2];
+    stream.read_exact(&mut length)?;
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes(length))];
+    stream.read_exact(&mut body)?;
+    Message::from_vec(&body).map_err(bad)
+}
+
+/// The PTR names of an answer, or why there are none.
+fn ptr_records(name: &str, answer: &Message) -> Result<Vec<String>, DnsError> {
+    match answer.response_code() {
+        ResponseCode::NoError => {}
+        ResponseCode::NXDomain => return Err(DnsError::not_found(name, "PTR")),
+        other => {
+            let detail = format!("server answered {other}");
+            return Err(DnsError::temp_fail(name, "PTR", &detail));
+        }
+    }
+    let names: Vec<String> = answer
+        .answers()
+        .iter()
+        .filter_map(|r| match r.data() {
+            Some(RData::PTR(p)) => Some(name_text(&p.0)),
+            _ => None,
+        })
+        .collect();
+    match names.is_empty() {
+        true => Err(DnsError::NotFound {
+            name: name.to_string(),
+            rtype: "PTR",
+            no_data: true,
+        }),
+        false => Ok(names),
     }
 }
 
@@ -343,6 +454,9 @@ impl Lookup for Dns {
 
     fn ptr(&self, addr: IpAddr) -> Result<Vec<String>, DnsError> {
         let name = reverse_name(addr);
+        if addr.is_loopback() {
+            return self.loopback_ptr(&name);
+        }
         Ok(self
             .records(&name, RecordType::PTR)?
             .into_iter()

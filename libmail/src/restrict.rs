@@ -4,20 +4,45 @@
 //! resolve. The result is the decision, the side actions (HOLD, DISCARD,
 //! PREPEND, REDIRECT, FILTER) and the trail of restrictions that led to
 //! it, for the log, for tests, and for an explain command.
+//!
+//! DNS-based restrictions (reject_unknown_*, reject_rbl_client and the
+//! other DNS lists) ask the `dns::Lookup` given at construction; their
+//! code lives in `restrict/dns_checks.rs`.
+
+mod dns_checks;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::config::{value::split_list, Config, ConfigError};
+use crate::dns::Lookup as DnsLookup;
 use crate::match_list::NetworkList;
 use crate::resolve::{AddressClass, Resolver};
 use crate::tables::search::{self, mail_access_keys, SearchKey};
 use crate::tables::{self, Dict, LookupError, Maps, OpenOptions, TableError};
 
+/// How a client host name lookup ended (Postfix's SMTPD_PEER_CODE_*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NameStatus {
+    Ok,
+    /// The lookup failed temporarily: a 4xx, whatever the reject code.
+    TempFail,
+    /// No name, or name lookups are off.
+    #[default]
+    NotFound,
+    /// The name does not lead back to the address (client name only).
+    Forged,
+}
+
 /// What the restrictions are asked about.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
+    /// The verified (forward-confirmed) client name, or `unknown`.
     pub client_name: String,
+    pub client_name_status: NameStatus,
+    /// The client name from the PTR lookup alone, or `unknown`.
+    pub reverse_client_name: String,
+    pub reverse_client_name_status: NameStatus,
     pub client_addr: Option<IpAddr>,
     pub helo: Option<String>,
     pub sender: Option<String>,
@@ -78,18 +103,37 @@ pub struct Action {
     pub reason: String,
 }
 
+/// Temporary failures held back to see how the evaluation ends, as
+/// Postfix's defer_if_permit and defer_if_reject: the first reason of each
+/// kind is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deferrals {
+    /// Given instead of a permit (explicit or by default) at the end of
+    /// the recipient or ETRN stage.
+    pub if_permit: Option<Reply>,
+    /// Given instead of the next 5xx reject of the same stage.
+    pub if_reject: Option<Reply>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub decision: Decision,
     pub actions: Vec<Action>,
     /// `restriction=result` for each step taken.
     pub trail: Vec<String>,
+    /// The deferrals after this list: what the caller passed in and what
+    /// the list added.
+    pub deferrals: Deferrals,
+    /// Warnings for the log (a DNS list that could not be asked).
+    pub warnings: Vec<String>,
 }
 
 /// What is being checked, for the reply text and the access lookups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Subject {
     Client,
+    /// The unverified (PTR only) client name.
+    ReverseClient,
     Helo,
     Sender,
     Recipient,
@@ -100,6 +144,7 @@ impl Subject {
     fn label(self) -> &'static str {
         match self {
             Subject::Client => "Client host",
+            Subject::ReverseClient => "Unverified Client host",
             Subject::Helo => "Helo command",
             Subject::Sender => "Sender address",
             Subject::Recipient => "Recipient address",
@@ -110,6 +155,7 @@ impl Subject {
     fn rejected(self) -> &'static str {
         match self {
             Subject::Client => "Client host rejected",
+            Subject::ReverseClient => "Unverified Client host rejected",
             Subject::Helo => "Helo command rejected",
             Subject::Sender => "Sender address rejected",
             Subject::Recipient => "Recipient address rejected",
@@ -132,6 +178,66 @@ enum Step {
     RejectUnauthPipelining,
     CheckAccess(Subject, Box<Dict>),
     Class(String),
+    RejectUnknownClient,
+    RejectUnknownReverseClient,
+    RejectUnknownHelo,
+    /// reject_unknown_sender_domain, reject_unknown_recipient_domain.
+    RejectUnknownDomain(Subject),
+    /// A DNS allow or block list and its `domain[=d.d.d.d]` argument.
+    Dnsxl(Dnsxl, String),
+    DeferIfPermit,
+    DeferIfReject,
+}
+
+/// Which DNS list restriction, and so what it looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dnsxl {
+    RblClient,
+    DnswlClient,
+    RhsblClient,
+    RhsblReverseClient,
+    RhsblSender,
+    RhsblHelo,
+    RhsblRecipient,
+}
+
+impl Dnsxl {
+    fn name(self) -> &'static str {
+        match self {
+            Dnsxl::RblClient => "reject_rbl_client",
+            Dnsxl::DnswlClient => "permit_dnswl_client",
+            Dnsxl::RhsblClient => "reject_rhsbl_client",
+            Dnsxl::RhsblReverseClient => "reject_rhsbl_reverse_client",
+            Dnsxl::RhsblSender => "reject_rhsbl_sender",
+            Dnsxl::RhsblHelo => "reject_rhsbl_helo",
+            Dnsxl::RhsblRecipient => "reject_rhsbl_recipient",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Dnsxl> {
+        let all = [
+            Dnsxl::RblClient,
+            Dnsxl::DnswlClient,
+            Dnsxl::RhsblClient,
+            Dnsxl::RhsblReverseClient,
+            Dnsxl::RhsblSender,
+            Dnsxl::RhsblHelo,
+            Dnsxl::RhsblRecipient,
+        ];
+        match word {
+            "reject_rbl" => Some(Dnsxl::RblClient),
+            _ => all.into_iter().find(|d| d.name() == word),
+        }
+    }
+}
+
+/// What a temporary DNS failure does (unknown_*_tempfail_action).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TempfailAction {
+    /// Reject with 450 now.
+    Defer,
+    /// Reject with 450 only if the request would otherwise be permitted.
+    DeferIfPermit,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +252,12 @@ pub enum RestrictError {
     Unknown(String),
     #[error("restriction {0} needs a table argument")]
     MissingTable(String),
+    #[error("restriction {0} requires domain name argument")]
+    MissingDomain(String),
+    #[error("RBL reply error: {0}")]
+    RblReply(String),
+    #[error("bad {0} value: \"{1}\" (specify defer or defer_if_permit)")]
+    TempfailAction(String, String),
 }
 
 /// Reply codes from main.cf.
@@ -158,6 +270,21 @@ struct Codes {
     non_fqdn: u16,
     invalid_hostname: u16,
     unknown_local: u16,
+    unknown_client: u16,
+    unknown_hostname: u16,
+    unknown_address: u16,
+    /// maps_rbl_reject_code, as `$rbl_code` in reply templates.
+    maps_rbl: u16,
+}
+
+/// What the DNS-based restrictions need besides the lookups.
+struct DnsSettings {
+    helo_tempfail: TempfailAction,
+    address_tempfail: TempfailAction,
+    /// rbl_reply_maps: reply templates by DNS list domain.
+    reply_maps: Option<Maps>,
+    /// default_rbl_reply, unexpanded.
+    default_reply: String,
 }
 
 /// The restriction lists of main.cf, parsed and with their tables open.
@@ -174,6 +301,8 @@ pub struct Restrictions {
     reject_unlisted_recipient: bool,
     /// show_user_unknown_table_name.
     show_table_name: bool,
+    dns: Box<dyn DnsLookup>,
+    dns_settings: DnsSettings,
 }
 
 /// How many `%`/`!` routing steps are followed before giving up.
@@ -191,7 +320,9 @@ const LISTS: [&str; 8] = [
 ];
 
 impl Restrictions {
-    pub fn new(config: &Config) -> Result<Restrictions, RestrictError> {
+    /// The restrictions of main.cf; DNS-based ones ask `dns` (one
+    /// resolver for the process, or a fixed table in tests).
+    pub fn new(config: &Config, dns: Box<dyn DnsLookup>) -> Result<Restrictions, RestrictError> {
         let mut lists = HashMap::new();
         let classes = config.list("smtpd_restriction_classes")?;
         for name in LISTS.iter().map(|s| s.to_string()).chain(classes) {
@@ -215,6 +346,10 @@ impl Restrictions {
                 non_fqdn: code("non_fqdn_reject_code")?,
                 invalid_hostname: code("invalid_hostname_reject_code")?,
                 unknown_local: code("unknown_local_recipient_reject_code")?,
+                unknown_client: code("unknown_client_reject_code")?,
+                unknown_hostname: code("unknown_hostname_reject_code")?,
+                unknown_address: code("unknown_address_reject_code")?,
+                maps_rbl: code("maps_rbl_reject_code")?,
             },
             mynetworks: NetworkList::new(&config.string("mynetworks")?)?,
             resolver: Resolver::new(config)?,
@@ -231,7 +366,15 @@ impl Restrictions {
             parent_access: parents.iter().any(|p| p == "smtpd_access_maps"),
             reject_unlisted_recipient: config.bool("smtpd_reject_unlisted_recipient")?,
             show_table_name: config.bool("show_user_unknown_table_name")?,
+            dns,
+            dns_settings: dns_settings(config)?,
         })
+    }
+
+    /// The DNS handle, for the program's other lookups (smtpd's client
+    /// name) so that one resolver serves the process.
+    pub fn dns(&self) -> &dyn DnsLookup {
+        self.dns.as_ref()
     }
 
     /// smtpd_reject_unlisted_recipient: after the recipient lists let a
@@ -247,10 +390,26 @@ impl Restrictions {
     /// Evaluates one list (`smtpd_recipient_restrictions`, say). A table
     /// that cannot answer is a temporary failure for the caller (4xx).
     pub fn evaluate(&mut self, list: &str, context: &Context) -> Result<Verdict, LookupError> {
+        self.evaluate_with(list, context, Deferrals::default())
+    }
+
+    /// Evaluates one list with the deferrals earlier stages left (Postfix
+    /// carries defer_if_permit from the client, helo and sender stages to
+    /// the recipient stage). Whether a pending defer_if_permit turns the
+    /// outcome into a deferral is the caller's to decide at the end of
+    /// the stage.
+    pub fn evaluate_with(
+        &mut self,
+        list: &str,
+        context: &Context,
+        deferrals: Deferrals,
+    ) -> Result<Verdict, LookupError> {
         let mut verdict = Verdict {
             decision: Decision::Dunno,
             actions: Vec::new(),
             trail: Vec::new(),
+            deferrals,
+            warnings: Vec::new(),
         };
         verdict.decision = self.run(list, context, &mut verdict, 0)?;
         Ok(verdict)
@@ -271,6 +430,14 @@ impl Restrictions {
         let mut outcome = Ok(Decision::Dunno);
         for step in &mut steps {
             match self.step(step, context, verdict, depth) {
+                // With both deferrals pending the outcome is a deferral
+                // whatever comes next, as Postfix stops there too.
+                Ok(Decision::Dunno)
+                    if verdict.deferrals.if_permit.is_some()
+                        && verdict.deferrals.if_reject.is_some() =>
+                {
+                    break
+                }
                 Ok(Decision::Dunno) => continue,
                 other => {
                     outcome = other;
@@ -345,7 +512,26 @@ impl Restrictions {
                 self.run(&name, context, verdict, depth + 1)?
             }
             Step::Class(_) => Decision::Dunno,
+            Step::RejectUnknownClient => self.unknown_client(context),
+            Step::RejectUnknownReverseClient => self.unknown_reverse_client(context),
+            Step::RejectUnknownHelo => self.unknown_helo(context, verdict),
+            Step::RejectUnknownDomain(subject) => {
+                self.unknown_domain(*subject, context, verdict)?
+            }
+            Step::Dnsxl(kind, domain) => {
+                let (kind, domain) = (*kind, domain.clone());
+                self.dnsxl(kind, &domain, context, verdict)?
+            }
+            Step::DeferIfPermit => {
+                let reply = self.requested(context, "defer_if_permit requested");
+                defer_if(&mut verdict.deferrals.if_permit, reply)
+            }
+            Step::DeferIfReject => {
+                let reply = self.requested(context, "defer_if_reject requested");
+                defer_if(&mut verdict.deferrals.if_reject, reply)
+            }
         };
+        let decision = deferred_reject(decision, &mut verdict.deferrals);
         verdict
             .trail
             .push(format!("{}={}", step_name(step), decision_name(&decision)));
@@ -491,7 +677,10 @@ impl Restrictions {
         context: &Context,
     ) -> Result<Option<(String, String)>, LookupError> {
         let keys = match subject {
-            Subject::Client => client_keys(context, self.parent_access),
+            Subject::Client => client_keys(&context.client_name, context, self.parent_access),
+            Subject::ReverseClient => {
+                client_keys(&context.reverse_client_name, context, self.parent_access)
+            }
             Subject::Helo => context
                 .helo
                 .as_deref()
@@ -689,6 +878,7 @@ fn subject_name(subject: Subject, context: &Context) -> String {
                 .unwrap_or_default();
             format!("{}[{addr}]", context.client_name)
         }
+        Subject::ReverseClient => context.reverse_client_name.clone(),
         Subject::Helo => context.helo.clone().unwrap_or_default(),
         Subject::Sender => context.sender.clone().unwrap_or_default(),
         Subject::Recipient => context.recipient.clone().unwrap_or_default(),
@@ -696,10 +886,10 @@ fn subject_name(subject: Subject, context: &Context) -> String {
     }
 }
 
-fn client_keys(context: &Context, parent: bool) -> Vec<SearchKey> {
+fn client_keys(name: &str, context: &Context, parent: bool) -> Vec<SearchKey> {
     let mut keys = Vec::new();
-    if !context.client_name.is_empty() && context.client_name != "unknown" {
-        keys.extend(search::host_keys(&context.client_name, parent));
+    if !name.is_empty() && name != "unknown" {
+        keys.extend(search::host_keys(name, parent));
     }
     if let Some(addr) = context.client_addr {
         keys.extend(search::address_keys(&addr.to_string()));
@@ -759,6 +949,21 @@ fn parse_steps(value: &str) -> Result<Vec<Step>, RestrictError> {
             "reject_non_fqdn_recipient" => Step::RejectNonFqdn(Subject::Recipient),
             "reject_invalid_helo_hostname" | "reject_invalid_hostname" => Step::RejectInvalidHelo,
             "reject_unauth_pipelining" => Step::RejectUnauthPipelining,
+            "reject_unknown_client_hostname" | "reject_unknown_client" => Step::RejectUnknownClient,
+            "reject_unknown_reverse_client_hostname" => Step::RejectUnknownReverseClient,
+            "reject_unknown_helo_hostname" | "reject_unknown_hostname" => Step::RejectUnknownHelo,
+            "reject_unknown_sender_domain" => Step::RejectUnknownDomain(Subject::Sender),
+            "reject_unknown_recipient_domain" => Step::RejectUnknownDomain(Subject::Recipient),
+            "defer_if_permit" => Step::DeferIfPermit,
+            "defer_if_reject" => Step::DeferIfReject,
+            _ if Dnsxl::parse(word).is_some() => {
+                let domain = words
+                    .next()
+                    .ok_or_else(|| RestrictError::MissingDomain(word.to_string()))?;
+                let kind = Dnsxl::parse(word).ok_or_else(|| RestrictError::Unknown(word.into()))?;
+                dns_checks::check_reply_pattern(domain).map_err(RestrictError::RblReply)?;
+                Step::Dnsxl(kind, domain.to_string())
+            }
             "permit_sasl_authenticated" | "reject_unlisted_sender" => continue,
             "check_client_access"
             | "check_helo_access"
@@ -820,6 +1025,58 @@ fn step_name(step: &Step) -> String {
             format!("check_{s:?}_access {}", dict.spec()).to_ascii_lowercase()
         }
         Step::Class(name) => name.clone(),
+        Step::RejectUnknownClient => "reject_unknown_client_hostname".into(),
+        Step::RejectUnknownReverseClient => "reject_unknown_reverse_client_hostname".into(),
+        Step::RejectUnknownHelo => "reject_unknown_helo_hostname".into(),
+        Step::RejectUnknownDomain(s) => format!("reject_unknown_{s:?}_domain").to_ascii_lowercase(),
+        Step::Dnsxl(kind, domain) => format!("{} {domain}", kind.name()),
+        Step::DeferIfPermit => "defer_if_permit".into(),
+        Step::DeferIfReject => "defer_if_reject".into(),
+    }
+}
+
+/// Keeps the first deferral of its kind; the evaluation goes on.
+fn defer_if(slot: &mut Option<Reply>, reply: Reply) -> Decision {
+    if slot.is_none() {
+        *slot = Some(reply);
+    }
+    Decision::Dunno
+}
+
+/// A 5xx reject becomes the pending defer_if_reject deferral: an earlier
+/// temporary failure may have been what would have let the mail in.
+fn deferred_reject(decision: Decision, deferrals: &mut Deferrals) -> Decision {
+    match decision {
+        Decision::Reject(reply) if reply.code >= 500 => match deferrals.if_reject.take() {
+            Some(deferral) => Decision::Reject(deferral),
+            None => Decision::Reject(reply),
+        },
+        other => other,
+    }
+}
+
+fn dns_settings(config: &Config) -> Result<DnsSettings, RestrictError> {
+    let maps = config.string("rbl_reply_maps")?;
+    Ok(DnsSettings {
+        helo_tempfail: tempfail_action(config, "unknown_helo_hostname_tempfail_action")?,
+        address_tempfail: tempfail_action(config, "unknown_address_tempfail_action")?,
+        reply_maps: match maps.trim().is_empty() {
+            true => None,
+            false => Some(Maps::open("rbl_reply_maps", &maps, OpenOptions::default())?),
+        },
+        default_reply: config.string("default_rbl_reply")?,
+    })
+}
+
+fn tempfail_action(config: &Config, name: &str) -> Result<TempfailAction, RestrictError> {
+    let value = config.string(name)?;
+    match value.trim() {
+        "defer" => Ok(TempfailAction::Defer),
+        "defer_if_permit" => Ok(TempfailAction::DeferIfPermit),
+        other => Err(RestrictError::TempfailAction(
+            name.to_string(),
+            other.to_string(),
+        )),
     }
 }
 
@@ -834,27 +1091,31 @@ fn decision_name(decision: &Decision) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::StaticDns;
 
     fn restrictions(extra: &str) -> Restrictions {
+        restrictions_with(extra, StaticDns::new())
+    }
+
+    fn restrictions_with(extra: &str, dns: StaticDns) -> Restrictions {
         let text = format!(
             "myhostname = mail.example.com\nmydomain = example.com\ninet_interfaces = 127.0.0.1\n\
              compatibility_level = 3.7\nmynetworks = 127.0.0.0/8 192.168.1.0/24\n\
              relay_domains = relay.example\nlocal_recipient_maps =\n{extra}"
         );
         let config = Config::from_text(std::path::Path::new("/nonexistent"), &text).unwrap();
-        Restrictions::new(&config).unwrap()
+        Restrictions::new(&config, Box::new(dns)).unwrap()
     }
 
     fn rcpt(client: &str, recipient: &str) -> Context {
         Context {
             client_name: "unknown".into(),
+            reverse_client_name: "unknown".into(),
             client_addr: Some(client.parse().unwrap()),
             helo: Some("client.example".into()),
             sender: Some("s@sender.example".into()),
             recipient: Some(recipient.into()),
-            improper_pipelining: false,
-            data_stage: false,
-            etrn_domain: None,
+            ..Context::default()
         }
     }
 
@@ -1062,7 +1323,9 @@ mod tests {
     fn unknown_restriction_is_a_config_error() {
         let text = "local_recipient_maps =\nsmtpd_recipient_restrictions = permit_everything\n";
         let config = Config::from_text(std::path::Path::new("/nonexistent"), text).unwrap();
-        let err = Restrictions::new(&config).err().unwrap();
+        let err = Restrictions::new(&config, Box::new(StaticDns::new()))
+            .err()
+            .unwrap();
         assert_eq!(
             err.to_string(),
             "unknown smtpd restriction: \"permit_everything\""
@@ -1073,7 +1336,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            Restrictions::new(&config),
+            Restrictions::new(&config, Box::new(StaticDns::new())),
             Err(RestrictError::MissingTable(_))
         ));
     }

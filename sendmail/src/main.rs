@@ -283,11 +283,7 @@ fn stand_alone(config: &Config, opts: &Options, command_dir: PathBuf) -> ! {
         fatal_status(exit::NOPERM, text);
     }
     let hostname = string(config, "myhostname");
-    let client = smtpd::Client {
-        name: "localhost".to_string(),
-        addr: "127.0.0.1".to_string(),
-        port: 0,
-    };
+    let client = smtpd::Client::new("localhost", "127.0.0.1", 0);
     let mut settings = smtpd::Settings::new(&hostname, client);
     settings.mail_name = string(config, "mail_name");
     if let Ok(banner) = config.string("smtpd_banner") {

@@ -241,11 +241,7 @@ mod tests {
 
     #[test]
     fn envelope_and_recipients_become_requests() {
-        let client = Client {
-            name: "localhost".into(),
-            addr: "127.0.0.1".into(),
-            port: 4000,
-        };
+        let client = Client::new("localhost", "127.0.0.1", 4000);
         let sender = crate::address::parse_path("<\"a b\"@example.com>", false).unwrap();
         let params = MailParams {
             body: Body::EightBitMime,
@@ -316,11 +312,7 @@ mod tests {
             PathBuf::from("/nonexistent/public/cleanup"),
             RewriteContext::Local,
         );
-        let client = Client {
-            name: "unknown".into(),
-            addr: "192.0.2.1".into(),
-            port: 1,
-        };
+        let client = Client::new("unknown", "192.0.2.1", 1);
         let envelope = Envelope {
             client: &client,
             helo: None,

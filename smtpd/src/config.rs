@@ -83,11 +83,7 @@ mod tests {
     use super::*;
 
     fn client() -> Client {
-        Client {
-            name: "localhost".into(),
-            addr: "127.0.0.1".into(),
-            port: 1025,
-        }
+        Client::new("localhost", "127.0.0.1", 1025)
     }
 
     fn config(text: &str) -> Config {

@@ -3,16 +3,19 @@
 //! (`Session`): reading with smtpd_timeout, writing each batch of
 //! replies at once (pipelined commands cost one write), error sleeps,
 //! and the log. Restrictions come from main.cf (`RestrictionPolicy`),
-//! and messages go to the cleanup service (`CleanupSink`).
+//! and messages go to the cleanup service (`CleanupSink`). One DNS
+//! resolver serves the process: the restrictions and, when
+//! dns_resolver_servers names servers, the client name lookups.
 
 #![forbid(unsafe_code)]
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use libmail::config::{Config, ConfigError};
+use libmail::dns::{Dns, DnsError, Lookup, MxRecord};
 use libmail::msg;
 use libmail::restrict::Restrictions;
 use libmail::server::{Client, Server};
@@ -34,17 +37,17 @@ struct Daemon {
     cleanup: PathBuf,
     timeout: Duration,
     peername_lookup: bool,
+    /// dns_resolver_servers is set: client names come from those servers
+    /// too, not from the system resolver.
+    own_servers: bool,
 }
 
 impl Daemon {
     fn new(config: &Config) -> Result<Daemon, String> {
-        let restrictions = Restrictions::new(config).map_err(|e| e.to_string())?;
         let setting = |e: ConfigError| e.to_string();
-        let unknown = smtpd::Client {
-            name: "unknown".to_string(),
-            addr: String::new(),
-            port: 0,
-        };
+        let restrictions =
+            Restrictions::new(config, resolver(config)).map_err(|e| e.to_string())?;
+        let unknown = smtpd::Client::new("unknown", "", 0);
         Ok(Daemon {
             policy: RestrictionPolicy::new(restrictions)
                 .with_flush_service(libmail::flush::service_path(config).map_err(setting)?),
@@ -53,6 +56,10 @@ impl Daemon {
             cleanup: libmail::cleanup::service_path(config).map_err(setting)?,
             timeout: Duration::from_secs(config.time("smtpd_timeout").map_err(setting)?.max(1)),
             peername_lookup: config.bool("smtpd_peername_lookup").map_err(setting)?,
+            own_servers: !config
+                .list("dns_resolver_servers")
+                .map_err(setting)?
+                .is_empty(),
         })
     }
 
@@ -61,7 +68,15 @@ impl Daemon {
         let Ok(peer_addr) = stream.peer_addr() else {
             return; // gone before we looked
         };
-        let client = peer::client(peer_addr, self.peername_lookup);
+        let naming = match (self.peername_lookup, self.own_servers) {
+            (false, _) => peer::Naming::Off,
+            (true, false) => peer::Naming::System,
+            (true, true) => peer::Naming::Dns(self.policy.dns()),
+        };
+        let (client, warning) = peer::client(peer_addr, naming);
+        if let Some(warning) = warning {
+            msg::warning(warning);
+        }
         let context = match client.addr.parse() {
             Ok(addr) => self.local_headers.context(addr, &client.name),
             Err(_) => RewriteContext::Remote,
@@ -90,6 +105,50 @@ impl Daemon {
             }
         }
         conn.close();
+    }
+}
+
+/// The process's resolver. Without one (no usable /etc/resolv.conf)
+/// every lookup is a temporary failure, as with a resolver that has no
+/// server to ask: DNS-based restrictions defer, nothing is rejected.
+fn resolver(config: &Config) -> Box<dyn Lookup> {
+    match Dns::from_config(config) {
+        Ok(dns) => Box::new(dns),
+        Err(err) => {
+            msg::warning(format!("DNS lookups will fail: {err}"));
+            Box::new(NoResolver {
+                reason: err.to_string(),
+            })
+        }
+    }
+}
+
+/// See `resolver`.
+struct NoResolver {
+    reason: String,
+}
+
+impl NoResolver {
+    fn fail<T>(&self, name: &str, rtype: &'static str) -> Result<T, DnsError> {
+        Err(DnsError::temp_fail(name, rtype, &self.reason))
+    }
+}
+
+impl Lookup for NoResolver {
+    fn mx(&self, domain: &str) -> Result<Vec<MxRecord>, DnsError> {
+        self.fail(domain, "MX")
+    }
+    fn a(&self, host: &str) -> Result<Vec<Ipv4Addr>, DnsError> {
+        self.fail(host, "A")
+    }
+    fn aaaa(&self, host: &str) -> Result<Vec<Ipv6Addr>, DnsError> {
+        self.fail(host, "AAAA")
+    }
+    fn ptr(&self, addr: IpAddr) -> Result<Vec<String>, DnsError> {
+        self.fail(&libmail::dns::reverse_name(addr), "PTR")
+    }
+    fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        self.fail(name, "TXT")
     }
 }
 

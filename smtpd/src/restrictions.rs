@@ -3,11 +3,17 @@
 //! recipient restrictions, as Postfix 2.10 and later), its verdict turned
 //! into the session's decision. A table that cannot answer is a temporary
 //! failure (`451 4.3.5 ...: Server configuration error`), never a permit.
+//!
+//! A temporary DNS failure under defer_if_permit is carried from stage to
+//! stage as in Postfix: the client stage's to the helo stage, both to the
+//! sender stage, and all to the recipient (and ETRN) stage, where it
+//! turns what would have been accepted into a 4xx.
 
 use std::path::PathBuf;
 
+use libmail::dns::Lookup as DnsLookup;
 use libmail::flush::{FlushRequest, FlushStatus};
-use libmail::restrict::{ActionKind, Context, Decision as Verdict, Restrictions};
+use libmail::restrict::{ActionKind, Context, Decision as Verdict, Deferrals, Reply, Restrictions};
 use libmail::tables::LookupError;
 
 use crate::address::{Address, Path};
@@ -20,6 +26,22 @@ pub struct RestrictionPolicy {
     /// Where ETRN asks the flush service (public/flush); none: ETRN is
     /// always refused as unavailable.
     flush_service: Option<PathBuf>,
+    /// The defer_if_permit deferral pending after each early stage.
+    pending: Pending,
+}
+
+/// Postfix's defer_if_permit_client, _helo and _sender, with the reason.
+#[derive(Debug, Default)]
+struct Pending {
+    client: Option<Reply>,
+    helo: Option<Reply>,
+    sender: Option<Reply>,
+}
+
+/// What one stage decided, and the defer_if_permit it leaves pending.
+struct Outcome {
+    decision: Decision,
+    pending: Option<Reply>,
 }
 
 impl RestrictionPolicy {
@@ -28,7 +50,13 @@ impl RestrictionPolicy {
             restrictions,
             side: Vec::new(),
             flush_service: None,
+            pending: Pending::default(),
         }
+    }
+
+    /// The DNS handle the restrictions use, for the client name lookups.
+    pub fn dns(&self) -> &dyn DnsLookup {
+        self.restrictions.dns()
     }
 
     /// ETRN goes to the flush service at `path`.
@@ -38,16 +66,42 @@ impl RestrictionPolicy {
     }
 
     /// Evaluates lists in order; the first that decides wins, a permit
-    /// moves on to the next list.
-    fn run(&mut self, lists: &[&str], view: &View) -> Decision {
+    /// moves on to the next list. `carried` is the defer_if_permit
+    /// deferral earlier stages left.
+    fn run(&mut self, lists: &[&str], view: &View, carried: Option<Reply>) -> Outcome {
         let mut context = context(view);
         context.data_stage = lists.contains(&"smtpd_data_restrictions");
+        let mut deferrals = Deferrals {
+            if_permit: carried,
+            if_reject: None,
+        };
+        let decision = self.run_lists(lists, view, &context, &mut deferrals);
+        Outcome {
+            decision,
+            pending: deferrals.if_permit,
+        }
+    }
+
+    fn run_lists(
+        &mut self,
+        lists: &[&str],
+        view: &View,
+        context: &Context,
+        deferrals: &mut Deferrals,
+    ) -> Decision {
         let mut held = None;
         for list in lists {
-            let verdict = match self.restrictions.evaluate(list, &context) {
+            let evaluated = self
+                .restrictions
+                .evaluate_with(list, context, deferrals.clone());
+            let verdict = match evaluated {
                 Ok(verdict) => verdict,
-                Err(err) => return lookup_failed(&err, &context, view),
+                Err(err) => return lookup_failed(&err, context, view),
             };
+            for warning in &verdict.warnings {
+                libmail::msg::warning(warning);
+            }
+            *deferrals = verdict.deferrals;
             for action in verdict.actions {
                 let (value, reason) = (action.value, action.reason);
                 match action.kind {
@@ -69,21 +123,41 @@ impl RestrictionPolicy {
     }
 }
 
+/// The end of a stage that can accept mail (or an ETRN): a pending
+/// defer_if_permit turns anything but a refusal into that deferral.
+fn settle(outcome: Outcome, view: &View) -> Decision {
+    match (outcome.decision, outcome.pending) {
+        (refused @ Decision::Reject(_), _) => refused,
+        (_, Some(deferral)) => Decision::Reject(refusal(deferral, view)),
+        (decision, None) => decision,
+    }
+}
+
 impl Policy for RestrictionPolicy {
+    /// The first stage of a session (at connect, or first again at each
+    /// recipient with smtpd_delay_reject): nothing is pending before it.
     fn check_client(&mut self, view: &View) -> Decision {
-        self.run(&["smtpd_client_restrictions"], view)
+        self.pending = Pending::default();
+        let outcome = self.run(&["smtpd_client_restrictions"], view, None);
+        self.pending.client = outcome.pending;
+        outcome.decision
     }
     fn check_helo(&mut self, view: &View) -> Decision {
-        self.run(&["smtpd_helo_restrictions"], view)
+        let carried = self.pending.client.clone();
+        let outcome = self.run(&["smtpd_helo_restrictions"], view, carried);
+        self.pending.helo = outcome.pending;
+        outcome.decision
     }
     fn check_sender(&mut self, view: &View) -> Decision {
-        self.run(&["smtpd_sender_restrictions"], view)
+        let carried = self.pending.helo.clone().or(self.pending.client.clone());
+        let outcome = self.run(&["smtpd_sender_restrictions"], view, carried);
+        self.pending.sender = outcome.pending;
+        outcome.decision
     }
     fn check_recipient(&mut self, view: &View) -> Decision {
-        let decision = self.run(
-            &["smtpd_relay_restrictions", "smtpd_recipient_restrictions"],
-            view,
-        );
+        let carried = self.pending.sender.clone();
+        let lists = ["smtpd_relay_restrictions", "smtpd_recipient_restrictions"];
+        let decision = settle(self.run(&lists, view, carried), view);
         if matches!(decision, Decision::Reject(_)) {
             return decision;
         }
@@ -95,13 +169,17 @@ impl Policy for RestrictionPolicy {
         }
     }
     fn check_vrfy(&mut self, view: &View) -> Decision {
-        self.run(&["smtpd_recipient_restrictions"], view)
+        settle(
+            self.run(&["smtpd_recipient_restrictions"], view, None),
+            view,
+        )
     }
     fn check_data(&mut self, view: &View) -> Decision {
-        self.run(&["smtpd_data_restrictions"], view)
+        settle(self.run(&["smtpd_data_restrictions"], view, None), view)
     }
     fn check_end_of_data(&mut self, view: &View) -> Decision {
-        self.run(&["smtpd_end_of_data_restrictions"], view)
+        let lists = ["smtpd_end_of_data_restrictions"];
+        settle(self.run(&lists, view, None), view)
     }
     fn side_actions(&mut self) -> Vec<(Disposition, String)> {
         std::mem::take(&mut self.side)
@@ -109,16 +187,25 @@ impl Policy for RestrictionPolicy {
     fn check_etrn(&mut self, view: &View, domain: &str) -> Decision {
         let mut context = context(view);
         context.etrn_domain = Some(domain.to_string());
-        match self
-            .restrictions
-            .evaluate("smtpd_etrn_restrictions", &context)
-        {
-            Ok(verdict) => match verdict.decision {
-                Verdict::Reject(reply) => {
-                    Decision::Reject(Refusal::new(reply.code, &reply.dsn, reply.text))
+        let carried = Deferrals {
+            if_permit: self.pending.helo.clone().or(self.pending.client.clone()),
+            if_reject: None,
+        };
+        let evaluated =
+            self.restrictions
+                .evaluate_with("smtpd_etrn_restrictions", &context, carried);
+        match evaluated {
+            Ok(verdict) => {
+                for warning in &verdict.warnings {
+                    libmail::msg::warning(warning);
                 }
-                _ => Decision::Accept,
-            },
+                match (verdict.decision, verdict.deferrals.if_permit) {
+                    (Verdict::Reject(reply), _) | (_, Some(reply)) => {
+                        Decision::Reject(Refusal::new(reply.code, &reply.dsn, reply.text))
+                    }
+                    _ => Decision::Accept,
+                }
+            }
             Err(err) => {
                 libmail::msg::warning(format!("{} lookup error for \"{domain}\"", err.table));
                 Decision::Reject(Refusal::new(
@@ -148,6 +235,9 @@ impl Policy for RestrictionPolicy {
 fn context(view: &View) -> Context {
     Context {
         client_name: view.client.name.clone(),
+        client_name_status: view.client.name_status,
+        reverse_client_name: view.client.reverse_name.clone(),
+        reverse_client_name_status: view.client.reverse_name_status,
         client_addr: view.client.addr.parse().ok(),
         helo: view.helo.map(str::to_string),
         sender: view.sender.map(|path| match path {
@@ -221,15 +311,12 @@ mod tests {
              compatibility_level = 3.7\nmynetworks = 127.0.0.0/8\nlocal_recipient_maps =\n{extra}"
         );
         let config = Config::from_text(std::path::Path::new("/nonexistent"), &text).unwrap();
-        RestrictionPolicy::new(Restrictions::new(&config).unwrap())
+        let dns = libmail::dns::StaticDns::new();
+        RestrictionPolicy::new(Restrictions::new(&config, Box::new(dns)).unwrap())
     }
 
     fn decide(policy: &mut RestrictionPolicy, addr: &str, rcpt: &str) -> Decision {
-        let client = Client {
-            name: "unknown".into(),
-            addr: addr.into(),
-            port: 25,
-        };
+        let client = Client::new("unknown", addr, 25);
         let sender = parse_path("<s@sender.example>", false).unwrap();
         let Path::Mailbox(recipient) = parse_path(&format!("<{rcpt}>"), false).unwrap() else {
             panic!("null recipient");

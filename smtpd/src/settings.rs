@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Utc};
+use libmail::restrict::NameStatus;
 
 /// smtpd_forbid_bare_newline: what a line ending in a bare `<LF>` means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,9 +54,32 @@ pub struct Client {
     /// Printable address, e.g. `127.0.0.1` or `::1`.
     pub addr: String,
     pub port: u16,
+    /// The name the PTR lookup gave, verified or not, or `unknown`
+    /// (Postfix's reverse_client_name).
+    pub reverse_name: String,
+    /// How the lookups of `name` and `reverse_name` ended, for
+    /// reject_unknown_client_hostname and its reverse variant.
+    pub name_status: NameStatus,
+    pub reverse_name_status: NameStatus,
 }
 
 impl Client {
+    /// A client whose name needs no lookup: `unknown` counts as not found.
+    pub fn new(name: &str, addr: &str, port: u16) -> Client {
+        let status = match name {
+            "unknown" => NameStatus::NotFound,
+            _ => NameStatus::Ok,
+        };
+        Client {
+            name: name.to_string(),
+            addr: addr.to_string(),
+            port,
+            reverse_name: name.to_string(),
+            name_status: status,
+            reverse_name_status: status,
+        }
+    }
+
     /// `name[addr]`, as in every smtpd log line.
     pub fn log_name(&self) -> String {
         format!("{}[{}]", self.name, self.addr)

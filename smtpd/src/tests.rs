@@ -23,11 +23,7 @@ fn fixed_clock() -> Stamp {
 }
 
 fn settings() -> Settings {
-    let client = Client {
-        name: "localhost".into(),
-        addr: "127.0.0.1".into(),
-        port: 41816,
-    };
+    let client = Client::new("localhost", "127.0.0.1", 41816);
     let mut s = Settings::new("mx.example.com", client);
     s.error_sleep_time = Duration::ZERO;
     s.clock = fixed_clock;
@@ -1089,7 +1085,8 @@ fn access_prepend_redirect_and_filter_reach_the_message() {
         {pre@localhost=PREPEND X-Tag: yes}, {red@localhost=REDIRECT else@example.net}, \
         {fil@localhost=FILTER smtp:[127.0.0.1]:10025} }, permit_mynetworks, reject\n";
     let config = Config::from_text(std::path::Path::new("/nonexistent"), text).unwrap();
-    let mut policy = RestrictionPolicy::new(Restrictions::new(&config).unwrap());
+    let dns = Box::new(libmail::dns::StaticDns::new());
+    let mut policy = RestrictionPolicy::new(Restrictions::new(&config, dns).unwrap());
     let run = session_with(
         settings(),
         &mut policy,
@@ -1149,4 +1146,66 @@ fn routed_numeric_and_trailing_dot_addresses() {
         .1;
     assert_eq!(got, expected.map(|l| format!("{l}\r\n")).concat());
     assert!(run.logs.contains(&"NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 554 5.7.1 <user@other.example.>: Relay access denied; from=<s@x.example@b.example.> to=<user@other.example.> proto=ESMTP helo=<h>".to_string()));
+}
+
+/// A policy from main.cf text, asking a fixed DNS table.
+fn dns_policy(extra: &str) -> crate::restrictions::RestrictionPolicy {
+    use libmail::config::Config;
+    use libmail::dns::StaticDns;
+    use libmail::restrict::Restrictions;
+    let text = format!(
+        "myhostname = mx.example.com\nmydomain = example.com\n\
+         inet_interfaces = 127.0.0.1\nmynetworks = 127.0.0.0/8\nlocal_recipient_maps =\n{extra}"
+    );
+    let config = Config::from_text(std::path::Path::new("/nonexistent"), &text).unwrap();
+    let dns = StaticDns::new()
+        .with_a("good.example", "192.0.2.1")
+        .with_servfail("broken.example");
+    crate::restrictions::RestrictionPolicy::new(Restrictions::new(&config, Box::new(dns)).unwrap())
+}
+
+fn rcpt_replies(settings: Settings, policy: &mut dyn Policy, helo: &str) -> Vec<String> {
+    let input = format!(
+        "EHLO {helo}\r\nMAIL FROM:<a@good.example>\r\nRCPT TO:<u@localhost>\r\n\
+         RCPT TO:<u@elsewhere.example>\r\nQUIT\r\n"
+    );
+    let run = session_with(settings, policy, input.as_bytes(), 0);
+    let tail = run.replies.split_once("250 CHUNKING\r\n").expect("ehlo").1;
+    tail.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn helo_tempfail_defers_only_what_would_be_permitted() {
+    let mut policy = dns_policy(
+        "smtpd_helo_restrictions = reject_unknown_helo_hostname\n\
+         smtpd_relay_restrictions = reject_unauth_destination\n",
+    );
+    let deferred = "450 4.7.1 <broken.example>: Helo command rejected: Host not found";
+    let relay = "554 5.7.1 <u@elsewhere.example>: Relay access denied";
+    for delay_reject in [true, false] {
+        let mut set = settings();
+        set.delay_reject = delay_reject;
+        assert_eq!(
+            rcpt_replies(set.clone(), &mut policy, "broken.example"),
+            ["250 2.1.0 Ok", deferred, relay, "221 2.0.0 Bye"],
+            "delay_reject={delay_reject}"
+        );
+        assert_eq!(
+            rcpt_replies(set, &mut policy, "good.example"),
+            ["250 2.1.0 Ok", "250 2.1.5 Ok", relay, "221 2.0.0 Bye"]
+        );
+    }
+}
+
+#[test]
+fn helo_tempfail_with_defer_action_is_immediate() {
+    let mut policy = dns_policy(
+        "smtpd_helo_restrictions = reject_unknown_helo_hostname\n\
+         unknown_helo_hostname_tempfail_action = defer\n",
+    );
+    let deferred = "450 4.7.1 <broken.example>: Helo command rejected: Host not found";
+    assert_eq!(
+        rcpt_replies(settings(), &mut policy, "broken.example"),
+        ["250 2.1.0 Ok", deferred, deferred, "221 2.0.0 Bye"]
+    );
 }
