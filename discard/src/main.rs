@@ -23,7 +23,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let server = Server::start("discard", &args).unwrap_or_else(|err| msg::fatal(err));
     let queue = Queue::from_config(&server.config).unwrap_or_else(|err| msg::fatal(err));
-    agent::serve(server, |request| handle(&queue, request));
+    agent::serve(server, &mut |request: &DeliveryRequest| {
+        handle(&queue, request)
+    });
 }
 
 #[cfg(test)]

@@ -50,7 +50,9 @@ fn main() {
     let server = Server::start("error", &args).unwrap_or_else(|err| msg::fatal(err));
     let mode = Mode::of_service(&server.args.service).unwrap_or_else(|err| msg::fatal(err));
     let queue = Queue::from_config(&server.config).unwrap_or_else(|err| msg::fatal(err));
-    agent::serve(server, |request| handle(&queue, mode, request));
+    agent::serve(server, &mut |request: &DeliveryRequest| {
+        handle(&queue, mode, request)
+    });
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use crate::deliver::{
     read_request, send_reply, DeliveryReply, DeliveryRequest, RecipientResult, Status,
 };
-use crate::ipc::Decoder;
+use crate::ipc::{Decoder, IpcError};
 use crate::log::delivery::{Delays, RecipientStatus};
 use crate::msg;
 use crate::queue::lock::{LockKind, LockedFile};
@@ -44,38 +44,74 @@ impl Verdict {
     }
 }
 
+/// What an agent does with qmgr's requests. A closure over a request is
+/// one; an agent with work of its own between requests (smtp closing
+/// cached connections) says when it wants to be woken.
+pub trait Handler {
+    fn handle(&mut self, request: &DeliveryRequest) -> DeliveryReply;
+
+    /// How long the agent may wait for the next request before `idle`
+    /// is due; `None`: as long as qmgr takes.
+    fn idle_after(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Called when `idle_after` has passed without a request.
+    fn idle(&mut self) {}
+}
+
+impl<F: FnMut(&DeliveryRequest) -> DeliveryReply> Handler for F {
+    fn handle(&mut self, request: &DeliveryRequest) -> DeliveryReply {
+        self(request)
+    }
+}
+
 /// An agent's life under master: each qmgr connection served with
 /// `serve_client`, until max_use, max_idle or master going away.
-pub fn serve(server: Server, mut handle: impl FnMut(&DeliveryRequest) -> DeliveryReply) {
+pub fn serve(server: Server, handler: &mut impl Handler) {
     server.serve(|_config, client| match client {
-        Client::Unix(stream) => {
-            // Without it, a qmgr that hangs keeps the agent forever.
-            let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
-            serve_client(stream, &mut handle);
-        }
+        Client::Unix(stream) => serve_client(stream, handler),
         Client::Tcp(_) => msg::warning("unexpected TCP client ignored"),
         Client::Trigger(_) => msg::warning("unexpected trigger request ignored"),
     });
 }
 
 /// Serves one qmgr connection: requests until qmgr hangs up, each
-/// answered with what `handle` returns.
-pub fn serve_client(
-    mut stream: UnixStream,
-    mut handle: impl FnMut(&DeliveryRequest) -> DeliveryReply,
-) {
+/// answered with what the handler returns.
+pub fn serve_client(mut stream: UnixStream, handler: &mut impl Handler) {
     let mut decoder = Decoder::new();
+    // Without a limit, a qmgr that hangs keeps the agent forever. The
+    // socket option is set only when the wait changes, not per request.
+    let mut timeout = None;
     loop {
+        let wait = handler
+            .idle_after()
+            .map_or(CLIENT_TIMEOUT, |d| d.max(Duration::from_millis(10)));
+        if timeout != Some(wait) {
+            let _ = stream.set_read_timeout(Some(wait));
+            timeout = Some(wait);
+        }
         let request = match read_request(&mut stream, &mut decoder) {
             Ok(Some(request)) => request,
             Ok(None) => return,
+            Err(IpcError::Io(e)) if is_timeout(&e) && handler.idle_after().is_some() => {
+                handler.idle();
+                continue;
+            }
             Err(err) => return msg::warning(format!("delivery request: {err}")),
         };
-        let reply = handle(&request);
+        let reply = handler.handle(&request);
         if let Err(err) = send_reply(&mut stream, &reply) {
             return msg::warning(format!("{}: reply to qmgr: {err}", request.queue_id));
         }
     }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 /// One request being worked on. The queue file stays locked (shared)

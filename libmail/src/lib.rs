@@ -30,6 +30,7 @@ pub mod resolve;
 pub mod restrict;
 pub mod rewrite;
 pub mod server;
+pub mod service_port;
 pub mod showq;
 pub mod sys;
 pub mod tables;

@@ -1,16 +1,10 @@
-//! One qmgr connection: delivery requests until qmgr hangs up, each
-//! answered with one result per recipient.
+//! One delivery request: each recipient delivered and answered, with the
+//! queue file held by libmail::agent.
 
-use std::os::unix::net::UnixStream;
-
-use libmail::agent::{self, Delivery};
+use libmail::agent::Delivery;
 use libmail::deliver::{DeliveryReply, DeliveryRequest, RecipientResult};
 
 use crate::agent::{Agent, Message};
-
-pub fn serve_client(agent: &mut Agent, stream: UnixStream) {
-    agent::serve_client(stream, |request| handle(agent, request));
-}
 
 /// Delivers every recipient of one request, with the queue file locked
 /// throughout (libmail::agent::Delivery).

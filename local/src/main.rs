@@ -12,17 +12,12 @@ mod handler;
 mod privileges;
 mod settings;
 
-use std::time::Duration;
-
+use libmail::deliver::DeliveryRequest;
 use libmail::msg;
-use libmail::server::{Client, Server};
+use libmail::server::Server;
 
 use crate::agent::Agent;
 use crate::privileges::Privileges;
-
-/// How long qmgr may take to send the next request before the
-/// connection is given up.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,12 +27,7 @@ fn main() {
         msg::info("unprivileged mode: delivering as the current user only");
     }
     let mut agent = Agent::new(&server.config, privileges).unwrap_or_else(|err| msg::fatal(err));
-    server.serve(|_config, client| match client {
-        Client::Unix(stream) => {
-            let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
-            handler::serve_client(&mut agent, stream);
-        }
-        Client::Tcp(_) => msg::warning("unexpected TCP client ignored"),
-        Client::Trigger(_) => msg::warning("unexpected trigger request ignored"),
+    libmail::agent::serve(server, &mut |request: &DeliveryRequest| {
+        handler::handle(&mut agent, request)
     });
 }

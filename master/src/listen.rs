@@ -13,6 +13,7 @@ use libmail::config::master_cf::{MasterEntry, ServiceType};
 use libmail::config::value::split_list;
 use libmail::config::Config;
 use libmail::error::strerror;
+use libmail::service_port::tcp_port;
 
 /// Where a service listens, to tell on reload whether it moved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +103,10 @@ fn inet_addresses(entry: &MasterEntry, config: &Config) -> Result<Vec<SocketAddr
     let address = entry
         .inet_address()
         .ok_or_else(|| format!("bad inet service address: \"{}\"", entry.service))?;
-    let port = port_number(&address.port)?;
+    let known = config
+        .string("known_tcp_ports")
+        .map_err(|e| e.to_string())?;
+    let port = tcp_port(&address.port, &known)?;
     let (ipv4, ipv6) = protocols(config)?;
     let hosts = match &address.host {
         Some(host) => vec![host.clone()],
@@ -167,38 +171,9 @@ fn host_addresses(host: &str, ipv4: bool, ipv6: bool) -> Result<Vec<IpAddr>, Str
     Ok(candidates.into_iter().filter(wanted).collect())
 }
 
-/// A port number, or a service name from /etc/services (`smtp`).
-pub fn port_number(port: &str) -> Result<u16, String> {
-    if let Ok(number) = port.parse() {
-        return Ok(number);
-    }
-    let services = std::fs::read_to_string("/etc/services").unwrap_or_default();
-    services
-        .lines()
-        .filter_map(|line| {
-            let line = line.split('#').next()?;
-            let mut words = line.split_whitespace();
-            let name = words.next()?;
-            let (number, proto) = words.next()?.split_once('/')?;
-            let aliases: Vec<&str> = words.collect();
-            (proto == "tcp" && (name == port || aliases.contains(&port))).then_some(number)
-        })
-        .find_map(|number| number.parse().ok())
-        .ok_or_else(|| format!("unknown service: {port}/tcp"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ports_by_number_and_name() {
-        assert_eq!(port_number("2525").unwrap(), 2525);
-        if Path::new("/etc/services").exists() {
-            assert_eq!(port_number("smtp").unwrap(), 25);
-        }
-        assert!(port_number("no-such-service-x").is_err());
-    }
 
     #[test]
     fn loopback_follows_protocols() {

@@ -159,7 +159,8 @@ impl Service {
         let name = &self.entry.service;
         let place = match (&self.endpoint, self.entry.inet_address()) {
             (Endpoint::Inet(_), Some(address)) => {
-                let port = listen::port_number(&address.port)
+                // /etc/services only: the name as the listener was given it.
+                let port = libmail::service_port::tcp_port(&address.port, "")
                     .map(|p| p.to_string())
                     .unwrap_or(address.port);
                 match address.host {

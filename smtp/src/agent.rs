@@ -167,7 +167,7 @@ impl Agent {
         progress: &mut Progress,
     ) {
         let now = SystemTime::now();
-        let nexthop = match Nexthop::parse(&request.nexthop) {
+        let nexthop = match Nexthop::parse(&request.nexthop, &self.settings.known_tcp_ports) {
             Ok(nexthop) => nexthop,
             Err(why) => {
                 msg::warning(format_args!("{}: {why}", request.queue_id));

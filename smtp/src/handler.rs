@@ -1,47 +1,30 @@
-//! One qmgr connection: delivery requests until qmgr hangs up. While
-//! the agent waits for the next request, cached sessions whose time is
-//! up are closed. The queue file side of a request (lock, status lines,
-//! done marks) is libmail::agent's, as for every delivery agent.
+//! smtp as a libmail::agent handler: one request delivered with the
+//! queue file side (lock, status lines, done marks) that every delivery
+//! agent shares, and, while it waits for the next request, cached
+//! sessions whose time is up closed.
 
-use std::io;
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use libmail::agent::{Delivery, Verdict, CLIENT_TIMEOUT};
-use libmail::deliver::{read_request, send_reply, DeliveryReply, DeliveryRequest};
-use libmail::ipc::{Decoder, IpcError};
+use libmail::agent::{Delivery, Handler, Verdict};
+use libmail::deliver::{DeliveryReply, DeliveryRequest, Status};
 use libmail::msg;
 use libmail::queue::QueueFile;
 
 use crate::agent::{self, Agent, Message};
 use crate::transaction::Envelope;
 
-pub fn serve_client(agent: &mut Agent, mut stream: UnixStream) {
-    let mut decoder = Decoder::new();
-    loop {
-        let wait = agent.cache.next_expiry().unwrap_or(CLIENT_TIMEOUT);
-        let _ = stream.set_read_timeout(Some(wait.max(Duration::from_millis(10))));
-        let request = match read_request(&mut stream, &mut decoder) {
-            Ok(Some(request)) => request,
-            Ok(None) => return,
-            Err(IpcError::Io(e)) if is_timeout(&e) && agent.cache.next_expiry().is_some() => {
-                agent.cache.expire();
-                continue;
-            }
-            Err(err) => return msg::warning(format!("delivery request: {err}")),
-        };
-        let reply = handle(agent, &request);
-        if let Err(err) = send_reply(&mut stream, &reply) {
-            return msg::warning(format!("{}: reply to qmgr: {err}", request.queue_id));
-        }
+impl Handler for Agent {
+    fn handle(&mut self, request: &DeliveryRequest) -> DeliveryReply {
+        handle(self, request)
     }
-}
 
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+    fn idle_after(&self) -> Option<Duration> {
+        self.cache.next_expiry()
+    }
+
+    fn idle(&mut self) {
+        self.cache.expire();
+    }
 }
 
 /// Delivers one request, with the queue file locked throughout.
@@ -50,21 +33,18 @@ pub fn handle(agent: &mut Agent, request: &DeliveryRequest) -> DeliveryReply {
         Ok(delivery) => delivery,
         Err(reply) => return reply,
     };
-    let message = match delivery.queue_file().and_then(|file| {
-        message(&file, request).map_err(|err| {
-            msg::warning(format!("{}: {err}", request.queue_id));
-            let verdict = Verdict::new(
-                libmail::deliver::Status::Deferred,
-                "4.3.0",
-                "queue file read error",
-            );
-            DeliveryReply {
-                results: delivery.report_all(&verdict),
-            }
-        })
-    }) {
-        Ok(message) => message,
+    let file = match delivery.queue_file() {
+        Ok(file) => file,
         Err(reply) => return reply,
+    };
+    let message = match message(&file, request) {
+        Ok(message) => message,
+        Err(err) => {
+            msg::warning(format!("{}: {err}", request.queue_id));
+            let verdict = Verdict::new(Status::Deferred, "4.3.0", "queue file read error");
+            let results = delivery.report_all(&verdict);
+            return delivery.finish(results);
+        }
     };
     let done = agent.deliver(request, &message);
     let results = request

@@ -18,7 +18,7 @@ mod transaction;
 use libmail::dns::Dns;
 use libmail::msg;
 use libmail::queue::{Queue, QueueSettings};
-use libmail::server::{Client, Server};
+use libmail::server::Server;
 
 use crate::agent::Agent;
 use crate::settings::Settings;
@@ -27,11 +27,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let server = Server::start("smtp", &args).unwrap_or_else(|err| msg::fatal(err));
     let mut agent = make_agent(&server.config).unwrap_or_else(|err| msg::fatal(err));
-    server.serve(|_config, client| match client {
-        Client::Unix(stream) => handler::serve_client(&mut agent, stream),
-        Client::Tcp(_) => msg::warning("unexpected TCP client ignored"),
-        Client::Trigger(_) => msg::warning("unexpected trigger request ignored"),
-    });
+    libmail::agent::serve(server, &mut agent);
     agent.cache.close_all();
 }
 

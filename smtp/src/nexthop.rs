@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use rand::seq::SliceRandom;
 
 use libmail::dns::{host_addresses, DnsError, Families, Lookup, MxRecord};
+use libmail::service_port::tcp_port;
 
 /// The default SMTP port.
 pub const SMTP_PORT: u16 = 25;
@@ -24,8 +25,9 @@ pub struct Nexthop {
 
 impl Nexthop {
     /// `domain`, `domain:port`, `[host]`, `[host]:port`, `[ipv6]:port`;
-    /// a port may be a service name (`smtp`, `submission`).
-    pub fn parse(text: &str) -> Result<Nexthop, String> {
+    /// a port may be a service name (`smtp`, `submission`), found through
+    /// known_tcp_ports and /etc/services.
+    pub fn parse(text: &str, known_tcp_ports: &str) -> Result<Nexthop, String> {
         let text = text.trim();
         let text = text.strip_prefix("inet:").unwrap_or(text);
         let (host, rest, literal) = match text.strip_prefix('[') {
@@ -41,9 +43,10 @@ impl Nexthop {
             },
         };
         let port = match rest.strip_prefix(':') {
-            Some(port) => {
-                service_port(port).ok_or_else(|| format!("unknown service: {port}/tcp"))?
-            }
+            Some(port) => match tcp_port(port, known_tcp_ports)? {
+                0 => return Err(format!("unknown service: {port}/tcp")),
+                number => number,
+            },
             None if rest.is_empty() => SMTP_PORT,
             None => return Err(format!("malformed nexthop: \"{text}\"")),
         };
@@ -56,16 +59,6 @@ impl Nexthop {
             port,
             literal,
         })
-    }
-}
-
-fn service_port(name: &str) -> Option<u16> {
-    match name {
-        "smtp" => Some(25),
-        "submission" => Some(587),
-        "submissions" | "smtps" => Some(465),
-        "lmtp" => Some(24),
-        number => number.parse().ok().filter(|&p| p > 0),
     }
 }
 
@@ -252,6 +245,8 @@ fn loops_back(domain: &str) -> RouteFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const KNOWN: &str = "lmtp=24, smtp=25, smtps=submissions=465, submission=587";
     use libmail::dns::StaticDns;
 
     fn me() -> Vec<IpAddr> {
@@ -266,7 +261,7 @@ mod tests {
         };
         targets(
             dns,
-            &Nexthop::parse(nexthop).unwrap(),
+            &Nexthop::parse(nexthop, KNOWN).unwrap(),
             Families::ALL,
             &myself,
             5,
@@ -275,22 +270,22 @@ mod tests {
 
     #[test]
     fn parse_nexthops() {
-        let n = Nexthop::parse("[mx.example]:2525").unwrap();
+        let n = Nexthop::parse("[mx.example]:2525", KNOWN).unwrap();
         assert_eq!(
             (n.host.as_str(), n.port, n.literal),
             ("mx.example", 2525, true)
         );
-        let n = Nexthop::parse("example.com").unwrap();
+        let n = Nexthop::parse("example.com", KNOWN).unwrap();
         assert_eq!(
             (n.host.as_str(), n.port, n.literal),
             ("example.com", 25, false)
         );
-        let n = Nexthop::parse("example.com:submission").unwrap();
+        let n = Nexthop::parse("example.com:submission", KNOWN).unwrap();
         assert_eq!(n.port, 587);
-        let n = Nexthop::parse("[IPv6:::1]:26").unwrap();
+        let n = Nexthop::parse("[IPv6:::1]:26", KNOWN).unwrap();
         assert_eq!((n.host.as_str(), n.port), ("::1", 26));
-        assert!(Nexthop::parse("[x").is_err());
-        assert!(Nexthop::parse("x:nosuchservice").is_err());
+        assert!(Nexthop::parse("[x", KNOWN).is_err());
+        assert!(Nexthop::parse("x:nosuchservice", KNOWN).is_err());
     }
 
     #[test]

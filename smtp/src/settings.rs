@@ -42,6 +42,8 @@ pub struct Settings {
     pub reuse_count_limit: u64,
     pub reuse_time_limit: Duration,
     pub tls: TlsPolicy,
+    /// Service names for `host:service` nexthops.
+    pub known_tcp_ports: String,
 }
 
 impl Settings {
@@ -81,6 +83,7 @@ impl Settings {
             reuse_count_limit: count("smtp_connection_reuse_count_limit")?.max(0) as u64,
             reuse_time_limit: time("smtp_connection_reuse_time_limit")?,
             tls: tls_policy(config)?,
+            known_tcp_ports: config.string("known_tcp_ports")?,
         })
     }
 }
